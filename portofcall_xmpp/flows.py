@@ -1,0 +1,572 @@
+"""
+The probes: each opens one connection, walks as far through RFC 6120/6121 as
+it was asked, and returns a frozen result -- or fails with a L{ProbeError}
+that carries the phases, timings and transcript reached so far.
+
+ - L{probe}: stream header and features (C{/api/xmpp/connect}),
+ - L{login}: SASL, stream restart, resource binding, session,
+ - L{roster}: L{login}, then a C{jabber:iq:roster} get,
+ - L{message}: L{login}, then one message and a listening window.
+
+Each public function returns a Deferred and applies the overall timeout to
+the whole coroutine; cancelling that Deferred (an HTTP client that went away)
+closes the connection too.  Times are seconds on the injected clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Callable
+
+import attrs
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.words.xish import domish
+
+from . import sasl
+from .errors import (
+    BindFailure,
+    FlowTimeout,
+    ProbeError,
+    ProtocolViolation,
+    ReadTimeout,
+    SASLFailure,
+    TLSFailure,
+)
+from .parse import (
+    NS_BIND,
+    NS_RECEIPTS,
+    NS_ROSTER,
+    NS_SASL,
+    NS_SESSION,
+    Condition,
+    Features,
+    Roster,
+    bound_jid,
+    child,
+    inner_xml,
+    is_features,
+    parse_features,
+    parse_roster,
+    parse_sasl_failure,
+    parse_stanza_error,
+    stanza_error,
+    text_of,
+)
+from .protocol import Transcript, XMPPClientProtocol
+from .stream import Limits, StreamHeader
+
+WARN_PLAINTEXT_CREDENTIALS = "credentials sent without TLS"
+
+
+@attrs.frozen
+class Environment:
+    """
+    What every probe needs from the service.
+
+    @ivar connect: C{connect(host, port, protocol) -> Deferred[protocol]};
+        in production it resolves, checks the destination policy, and dials.
+    @ivar clock: where time comes from.
+    @ivar read_timeout: seconds for each wait for one reply.
+    @ivar limits: what one server may send.
+    """
+
+    connect: Callable
+    clock: IReactorTime
+    read_timeout: float = 5.0
+    limits: Limits = attrs.Factory(Limits)
+
+
+class Trace:
+    """The phases, timings, warnings and transcript of one probe, so far."""
+
+    def __init__(self, clock: IReactorTime, started: float, transcript: bool):
+        self._clock = clock
+        self.started = started
+        self.phases: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.warnings: list[str] = []
+        self.transcript = Transcript(clock, started) if transcript else None
+
+    def elapsed(self) -> float:
+        return self._clock.seconds() - self.started
+
+    def phase(self, name: str) -> None:
+        self.phases.append(name)
+        self.timings[name] = self.elapsed()
+
+    def warn(self, warning: str) -> None:
+        if warning not in self.warnings:
+            self.warnings.append(warning)
+
+
+@attrs.frozen
+class TLSInfo:
+    """What the server said about TLS, and what became of it."""
+
+    available: bool
+    required: bool
+    negotiated: bool = False
+
+
+@attrs.frozen
+class ConnectResult:
+    """The outcome of L{probe}."""
+
+    host: str
+    port: int
+    domain: str
+    header: StreamHeader
+    features: Features
+    tls: TLSInfo
+    raw: str
+    elapsed: float
+    transcript: tuple = ()
+
+
+@attrs.frozen
+class Delivery:
+    """What became of the message L{message} sent."""
+
+    to: str
+    body: str
+    id: str
+    error_xml: str | None
+    error: Condition | None
+    receipt_requested: bool
+    receipt_after: float | None
+
+
+@attrs.frozen
+class AuthResult:
+    """The outcome of L{login}, L{roster} and L{message}."""
+
+    host: str
+    port: int
+    domain: str
+    jid: str
+    phases: tuple[str, ...]
+    timings: dict
+    features: Features
+    sasl_mechanisms: tuple[str, ...]
+    mechanism: str
+    tls: TLSInfo
+    warnings: tuple[str, ...]
+    elapsed: float
+    transcript: tuple = ()
+    roster: Roster | None = None
+    delivery: Delivery | None = None
+
+
+class Failed(Exception):
+    """
+    A probe failed: C{error} is the L{ProbeError}; the rest is what the
+    probe had reached (for the JSON answer).
+    """
+
+    def __init__(self, error, trace, raw=None):
+        super().__init__(str(error))
+        self.error = error
+        self.phases = tuple(trace.phases)
+        self.timings = dict(trace.timings)
+        self.elapsed = trace.elapsed()
+        self.transcript = tuple(trace.transcript.entries) if trace.transcript else None
+        self.raw = raw
+
+
+def _timed(coro, env: Environment, total: float, trace: Trace, raw_of=None) -> Deferred:
+    """
+    Run the flow coroutine under the overall timeout; turn failures into
+    L{Failed} carrying what was reached.
+    """
+
+    def on_timeout(result, timeout):
+        raise FlowTimeout(
+            "Connection timeout: the probe did not finish within %d ms"
+            % (round(total * 1000),)
+        )
+
+    def failed(failure):
+        if failure.check(ProbeError):
+            raise Failed(failure.value, trace, raw_of() if raw_of else None)
+        return failure
+
+    d = Deferred.fromCoroutine(coro)
+    d.addTimeout(total, env.clock, onTimeoutCancel=on_timeout)
+    return d.addErrback(failed)
+
+
+class _Session:
+    """One connection walked through the stream steps; shared by the flows."""
+
+    def __init__(self, env: Environment, trace: Trace, host: str, port: int, domain: str):
+        self.env = env
+        self.trace = trace
+        self.host = host
+        self.port = port
+        self.domain = domain
+        self.proto = XMPPClientProtocol(env.clock, env.limits, trace.transcript)
+        self.tls = TLSInfo(False, False)
+
+    async def open(self) -> tuple[StreamHeader, Features]:
+        """Connect, send our header, read the server's header and features."""
+        await self.env.connect(self.host, self.port, self.proto)
+        return await self.open_stream()
+
+    async def open_stream(self) -> tuple[StreamHeader, Features]:
+        self.proto.send_header(self.domain)
+        header = await self.proto.read_header(self.env.read_timeout)
+        features = await self.proto.read_element(
+            _expect_features, "stream features", self.env.read_timeout
+        )
+        return header, parse_features(features)
+
+    async def secure(self, features: Features, mode: str) -> Features:
+        """
+        The TLS step of a flow: report what the server offers; negotiate
+        when asked to.  This version negotiates nothing: C{auto} proceeds in
+        plaintext (as C{none}), C{required} fails when STARTTLS is not
+        offered.
+        """
+        self.tls = TLSInfo(features.starttls, features.starttls_required)
+        if mode == "required" and not features.starttls:
+            raise TLSFailure(
+                "TLS required but the server does not offer STARTTLS "
+                "(features: %s)" % (", ".join(features.features) or "none",)
+            )
+        if mode == "required":
+            raise TLSFailure("STARTTLS negotiation is not available in this version")
+        return features
+
+    async def authenticate(self, features: Features, username: str, password: str, requested):
+        """SASL (RFC 6120 §6): returns the mechanism's name once authenticated."""
+        name = sasl.choose(requested, features.mechanisms)
+        mechanism = sasl.create(name, username, password)
+        auth = domish.Element((NS_SASL, "auth"))
+        auth["mechanism"] = name
+        auth.addContent(_b64(mechanism.initial_response()))
+        self.proto.send(auth)
+        self.trace.phase(sasl.phase_name(name))
+        if name == "PLAIN" and not self.tls.negotiated:
+            self.trace.warn(WARN_PLAINTEXT_CREDENTIALS)
+        while True:
+            reply = await self.proto.read_element(
+                _expect_sasl_reply, "SASL reply", self.env.read_timeout
+            )
+            if reply.name == "failure":
+                condition = parse_sasl_failure(reply)
+                extra = {"saslCondition": condition.condition}
+                if condition.text:
+                    extra["saslText"] = condition.text
+                raise SASLFailure(
+                    "SASL authentication failed: %s" % (condition.condition,), extra=extra
+                )
+            data = _unb64(text_of(reply))
+            if reply.name == "success":
+                await maybeDeferred(mechanism.verify_success, data)
+                break
+            response = await maybeDeferred(mechanism.respond, data or b"")
+            element = domish.Element((NS_SASL, "response"))
+            element.addContent(_b64(response))
+            self.proto.send(element)
+        self.trace.phase("authenticated")
+        return name
+
+    async def restart(self) -> Features:
+        self.proto.restart_stream()
+        _, features = await self.open_stream()
+        self.trace.phase("stream_restarted")
+        return features
+
+    async def iq(self, kind: str, id_: str, payload: domish.Element, what: str):
+        """Send an iq and wait for its result or error (RFC 6120 §8.2.3)."""
+        iq = domish.Element((None, "iq"))
+        iq["type"] = kind
+        iq["id"] = id_
+        iq.addChild(payload)
+        self.proto.send(iq)
+
+        def reply(element):
+            return (
+                element.name == "iq"
+                and element.getAttribute("id") == id_
+                and element.getAttribute("type") in ("result", "error")
+            )
+
+        return await self.proto.read_element(reply, what, self.env.read_timeout)
+
+    async def bind(self, features: Features, resource: str) -> str:
+        if not features.bind:
+            raise BindFailure(
+                "Server did not offer resource binding after authentication "
+                "(features: %s)" % (", ".join(features.features) or "none",)
+            )
+        bind = domish.Element((NS_BIND, "bind"))
+        bind.addElement("resource", content=resource)
+        result = await self.iq("set", "bind1", bind, "resource binding reply")
+        if result["type"] == "error":
+            raise _iq_failure(BindFailure, "Resource binding failed", result)
+        jid = bound_jid(result)
+        if jid is None:
+            raise BindFailure("Resource binding result carried no JID")
+        self.trace.phase("resource_bound")
+        if features.session:
+            session = domish.Element((NS_SESSION, "session"))
+            result = await self.iq("set", "sess1", session, "session reply")
+            if result["type"] == "error":
+                raise _iq_failure(BindFailure, "Session establishment failed", result)
+            self.trace.phase("session_established")
+        return jid
+
+    def close(self, polite=True):
+        self.proto.close(polite)
+
+
+def _iq_failure(cls, what, iq):
+    condition = parse_stanza_error(iq)
+    extra = {"errorCondition": attrs.asdict(condition)}
+    return cls("%s: %s" % (what, condition.condition), extra=extra)
+
+
+def _expect_features(element) -> bool:
+    if is_features(element):
+        return True
+    raise ProtocolViolation(
+        "Expected <stream:features>, got <%s xmlns='%s'>" % (element.name, element.uri or "")
+    )
+
+
+def _expect_sasl_reply(element) -> bool:
+    if element.uri == NS_SASL and element.name in ("success", "failure", "challenge"):
+        return True
+    raise ProtocolViolation(
+        "Expected a SASL reply (<success/>, <failure/> or <challenge/>), got <%s xmlns='%s'>"
+        % (element.name, element.uri or "")
+    )
+
+
+def _b64(data: bytes | None) -> str:
+    # RFC 6120 §6.4.2: "=" stands for an empty response.
+    if not data:
+        return "="
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes | None:
+    text = text.strip()
+    if not text:
+        return None
+    if text == "=":
+        return b""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise SASLFailure("Server sent SASL data that is not valid base64") from e
+
+
+# -- /connect
+
+
+def probe(env: Environment, req, started: float | None = None) -> Deferred:
+    """
+    Open a stream to C{req.host}, read the header and the features.
+
+    @param req: a C{validate.ConnectRequest}.
+    @return: a Deferred firing with a L{ConnectResult}, or failing with
+        L{Failed} (whose C{raw} holds what the server sent).
+    """
+    trace = Trace(env.clock, env.clock.seconds() if started is None else started, req.transcript)
+    session = _Session(env, trace, req.host, req.port, req.domain)
+
+    async def run():
+        try:
+            header, features = await session.open()
+            tls = TLSInfo(features.starttls, features.starttls_required)
+            raw = session.proto.raw()
+        finally:
+            session.close()
+        return ConnectResult(
+            host=req.host,
+            port=req.port,
+            domain=req.domain,
+            header=header,
+            features=features,
+            tls=tls,
+            raw=raw,
+            elapsed=trace.elapsed(),
+            transcript=tuple(trace.transcript.entries) if trace.transcript else (),
+        )
+
+    return _timed(run(), env, req.timeout, trace, raw_of=session.proto.raw)
+
+
+# -- /login, /roster, /message
+
+
+async def _login(session: _Session, req) -> AuthResult:
+    header, features = await session.open()
+    session.trace.phase("stream_opened")
+    features = await session.secure(features, req.tls)
+    offered = features.mechanisms
+    mechanism = await session.authenticate(features, req.username, req.password, req.mechanism)
+    features = await session.restart()
+    jid = await session.bind(features, req.resource)
+    trace = session.trace
+    return AuthResult(
+        host=req.host,
+        port=req.port,
+        domain=req.domain,
+        jid=jid,
+        phases=(),
+        timings={},
+        features=features,
+        sasl_mechanisms=offered,
+        mechanism=mechanism,
+        tls=session.tls,
+        warnings=tuple(trace.warnings),
+        elapsed=0.0,
+    )
+
+
+def _finish(result: AuthResult, trace: Trace, **changes) -> AuthResult:
+    return attrs.evolve(
+        result,
+        phases=tuple(trace.phases),
+        timings=dict(trace.timings),
+        warnings=tuple(trace.warnings),
+        elapsed=trace.elapsed(),
+        transcript=tuple(trace.transcript.entries) if trace.transcript else (),
+        **changes,
+    )
+
+
+def _auth_flow(env: Environment, req, started, body) -> Deferred:
+    trace = Trace(env.clock, env.clock.seconds() if started is None else started, req.transcript)
+    session = _Session(env, trace, req.host, req.port, req.domain)
+
+    async def run():
+        try:
+            result = await _login(session, req)
+            changes = await body(session, result) if body else {}
+        finally:
+            session.close()
+        return _finish(result, trace, **changes)
+
+    return _timed(run(), env, req.timeout, trace)
+
+
+def login(env: Environment, req, started: float | None = None) -> Deferred:
+    """
+    Log in: stream, SASL, restart, bind, session when advertised.
+
+    @param req: a C{validate.AuthRequest}.
+    @return: a Deferred firing with an L{AuthResult}, or failing with
+        L{Failed}.
+    """
+    return _auth_flow(env, req, started, None)
+
+
+def roster(env: Environment, req, started: float | None = None) -> Deferred:
+    """L{login}, then fetch the roster (RFC 6121 §2.1.3)."""
+
+    async def body(session, result):
+        query = domish.Element((NS_ROSTER, "query"))
+        reply = await session.iq("get", "roster1", query, "roster")
+        if reply["type"] == "error":
+            raise _iq_failure(ProtocolViolation, "Roster request failed", reply)
+        got = parse_roster(reply)
+        session.trace.phase("roster_received")
+        return {"roster": got}
+
+    return _auth_flow(env, req, started, body)
+
+
+def message_id() -> str:
+    """A fresh message id: C{poc_} and 16 random hex digits."""
+    return "poc_" + os.urandom(8).hex()
+
+
+def message(
+    env: Environment, req, started: float | None = None, make_id=message_id
+) -> Deferred:
+    """
+    L{login}, send one message, then listen up to C{req.wait} seconds for
+    an error reply to it (and, when requested, a XEP-0184 receipt).  The
+    listening window is cut short so that the probe ends within its overall
+    timeout.
+
+    @param req: a C{validate.MessageRequest}.
+    """
+    auth = req.auth
+
+    async def body(session, result):
+        id_ = make_id()
+        stanza = domish.Element((None, "message"))
+        stanza["to"] = req.recipient
+        stanza["type"] = req.type
+        stanza["id"] = id_
+        stanza.addElement("body", content=req.message)
+        if req.receipt:
+            stanza.addElement((NS_RECEIPTS, "request"))
+        session.proto.send(stanza)
+        session.trace.phase("message_sent")
+        sent_at = session.trace.elapsed()
+        margin = 0.25
+        window = min(req.wait, max(0.0, auth.timeout - sent_at - margin))
+        if window < req.wait:
+            session.trace.warn(
+                "waitMs shortened to %d ms to fit the overall timeout" % (round(window * 1000),)
+            )
+
+        def relevant(element):
+            if element.getAttribute("id") == id_ and element.getAttribute("type") == "error":
+                return True
+            if req.receipt and element.name == "message":
+                received = child(element, NS_RECEIPTS, "received")
+                return received is not None and received.getAttribute("id") == id_
+            return False
+
+        error_xml = condition = receipt_after = None
+        if window > 0:
+            try:
+                element = await session.proto.read_element(
+                    relevant, "a reply to the message", window
+                )
+            except ReadTimeout:
+                element = None
+            if element is None:
+                pass
+            elif element.getAttribute("type") == "error":
+                err = stanza_error(element)
+                error_xml = inner_xml(err) if err is not None else ""
+                condition = parse_stanza_error(element)
+            else:
+                receipt_after = session.trace.elapsed() - sent_at
+        return {
+            "delivery": Delivery(
+                to=req.recipient,
+                body=req.message,
+                id=id_,
+                error_xml=error_xml,
+                error=condition,
+                receipt_requested=req.receipt,
+                receipt_after=receipt_after,
+            )
+        }
+
+    return _auth_flow(env, auth, started, body)
+
+
+__all__ = [
+    "AuthResult",
+    "ConnectResult",
+    "Delivery",
+    "Environment",
+    "Failed",
+    "login",
+    "message",
+    "probe",
+    "roster",
+]

@@ -1,0 +1,304 @@
+"""
+Pure interpretation of parsed XMPP elements: stream features, stream errors,
+SASL failures, iq errors, bind results, rosters, and the redacted
+serialisation used by transcripts.  No transport, no clock.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.words.xish import domish
+
+from .stream import NS_STREAMS
+
+NS_CLIENT = "jabber:client"
+NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
+NS_COMPRESS_FEATURE = "http://jabber.org/features/compress"
+NS_ROSTER = "jabber:iq:roster"
+NS_ROSTERVER = "urn:xmpp:features:rosterver"
+NS_RECEIPTS = "urn:xmpp:receipts"
+NS_SASL_CB = "urn:xmpp:sasl-cb:0"
+
+REDACTED = "[redacted]"
+
+# SPEC §3: feature names derived from the namespaces of the features' children.
+_EXACT_FEATURES = {
+    NS_TLS: "starttls",
+    NS_BIND: "resource-binding",
+    NS_SESSION: "session",
+    NS_ROSTERVER: "roster-versioning",
+}
+_PREFIX_FEATURES = (
+    ("urn:xmpp:sm:", "stream-management"),
+    ("urn:xmpp:csi:", "client-state-indication"),
+    ("urn:xmpp:carbons:", "message-carbons"),
+)
+
+
+def feature_name(namespace: str | None) -> str | None:
+    """The SPEC §3 feature name for a child namespace, or C{None}."""
+    if namespace is None:
+        return None
+    name = _EXACT_FEATURES.get(namespace)
+    if name is not None:
+        return name
+    for prefix, name in _PREFIX_FEATURES:
+        if namespace.startswith(prefix):
+            return name
+    return None
+
+
+def children(element: domish.Element):
+    """The child elements of C{element} (no text nodes)."""
+    return [c for c in element.children if isinstance(c, domish.Element)]
+
+
+def child(element: domish.Element, uri: str | None, name: str):
+    """The first child element named C{name} in C{uri}, or C{None}."""
+    for c in element.children:
+        if isinstance(c, domish.Element) and c.name == name and c.uri == uri:
+            return c
+    return None
+
+
+def text_of(element: domish.Element | None) -> str:
+    """The concatenated direct text content of C{element} ("" for None)."""
+    if element is None:
+        return ""
+    return "".join(c for c in element.children if isinstance(c, str))
+
+
+def is_features(element: domish.Element) -> bool:
+    """Whether C{element} is C{<stream:features>}."""
+    return element.uri == NS_STREAMS and element.name == "features"
+
+
+def is_stream_error(element: domish.Element) -> bool:
+    """Whether C{element} is C{<stream:error>}."""
+    return element.uri == NS_STREAMS and element.name == "error"
+
+
+@attrs.frozen
+class Features:
+    """
+    What a C{<stream:features>} block offers.
+
+    @ivar features: SPEC §3 names, in document order, without duplicates.
+    @ivar namespaces: every child namespace as-is, in document order, without
+        duplicates (C{""} for a child in no namespace).
+    @ivar channel_bindings: the types of XEP-0440 C{<sasl-channel-binding>}.
+    """
+
+    features: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    mechanisms: tuple[str, ...] = ()
+    compression: tuple[str, ...] = ()
+    starttls: bool = False
+    starttls_required: bool = False
+    bind: bool = False
+    session: bool = False
+    session_optional: bool = False
+    channel_bindings: tuple[str, ...] = ()
+
+
+def parse_features(element: domish.Element) -> Features:
+    """Interpret a C{<stream:features>} element."""
+    features: list[str] = []
+    namespaces: list[str] = []
+    mechanisms: list[str] = []
+    compression: list[str] = []
+    bindings: list[str] = []
+    starttls = starttls_required = bind = session = session_optional = False
+    for c in children(element):
+        ns = c.uri or ""
+        if ns not in namespaces:
+            namespaces.append(ns)
+        name = feature_name(c.uri)
+        if name is not None and name not in features:
+            features.append(name)
+        if c.uri == NS_TLS and c.name == "starttls":
+            starttls = True
+            starttls_required = starttls_required or child(c, NS_TLS, "required") is not None
+        elif c.uri == NS_SASL and c.name == "mechanisms":
+            for m in children(c):
+                if m.uri == NS_SASL and m.name == "mechanism":
+                    value = text_of(m).strip()
+                    if value and value not in mechanisms:
+                        mechanisms.append(value)
+        elif c.uri == NS_COMPRESS_FEATURE and c.name == "compression":
+            for m in children(c):
+                if m.name == "method":
+                    value = text_of(m).strip()
+                    if value and value not in compression:
+                        compression.append(value)
+        elif c.uri == NS_BIND and c.name == "bind":
+            bind = True
+        elif c.uri == NS_SESSION and c.name == "session":
+            session = True
+            session_optional = child(c, NS_SESSION, "optional") is not None
+        elif c.uri == NS_SASL_CB and c.name == "sasl-channel-binding":
+            for b in children(c):
+                kind = b.getAttribute("type")
+                if b.name == "channel-binding" and kind and kind not in bindings:
+                    bindings.append(kind)
+    return Features(
+        features=tuple(features),
+        namespaces=tuple(namespaces),
+        mechanisms=tuple(mechanisms),
+        compression=tuple(compression),
+        starttls=starttls,
+        starttls_required=starttls_required,
+        bind=bind,
+        session=session,
+        session_optional=session_optional,
+        channel_bindings=tuple(bindings),
+    )
+
+
+@attrs.frozen
+class Condition:
+    """A defined condition and its optional human-readable text."""
+
+    condition: str
+    text: str | None = None
+    type: str | None = None
+
+
+def _condition_in(element: domish.Element, namespace: str) -> Condition:
+    condition = None
+    text = None
+    for c in children(element):
+        if c.uri != namespace:
+            continue
+        if c.name == "text":
+            text = text_of(c) or None
+        elif condition is None:
+            condition = c.name
+    return Condition(condition or "undefined-condition", text, element.getAttribute("type"))
+
+
+def parse_stream_error(element: domish.Element) -> Condition:
+    """The condition and text of a C{<stream:error>} (RFC 6120 §4.9)."""
+    return _condition_in(element, NS_STREAM_ERRORS)
+
+
+def parse_sasl_failure(element: domish.Element) -> Condition:
+    """The condition and text of a SASL C{<failure/>} (RFC 6120 §6.5)."""
+    return _condition_in(element, NS_SASL)
+
+
+def stanza_error(stanza: domish.Element) -> domish.Element | None:
+    """The C{<error>} child of an error stanza, or C{None}."""
+    for c in children(stanza):
+        if c.name == "error" and c.uri in (stanza.uri, NS_CLIENT, None):
+            return c
+    return None
+
+
+def parse_stanza_error(stanza: domish.Element) -> Condition:
+    """The type, condition and text of an error stanza (RFC 6120 §8.3)."""
+    error = stanza_error(stanza)
+    if error is None:
+        return Condition("undefined-condition")
+    return _condition_in(error, NS_STANZAS)
+
+
+def bound_jid(iq: domish.Element) -> str | None:
+    """The C{<jid>} of a resource-binding result (RFC 6120 §7.6.1)."""
+    bind = child(iq, NS_BIND, "bind")
+    if bind is None:
+        return None
+    jid = text_of(child(bind, NS_BIND, "jid")).strip()
+    return jid or None
+
+
+@attrs.frozen
+class Contact:
+    """One roster item (RFC 6121 §2.1.2)."""
+
+    jid: str
+    name: str | None
+    subscription: str
+    ask: str | None
+    groups: tuple[str, ...]
+
+
+@attrs.frozen
+class Roster:
+    """A roster result: its version (C{None} when absent) and items."""
+
+    version: str | None
+    contacts: tuple[Contact, ...]
+
+
+def parse_roster(iq: domish.Element) -> Roster:
+    """Interpret a C{jabber:iq:roster} result; every group of every item."""
+    query = child(iq, NS_ROSTER, "query")
+    if query is None:
+        return Roster(None, ())
+    contacts = []
+    for item in query.children:
+        if not isinstance(item, domish.Element) or item.name != "item" or item.uri != NS_ROSTER:
+            continue
+        jid = item.getAttribute("jid")
+        if not jid:
+            continue
+        groups = tuple(
+            text_of(g)
+            for g in item.children
+            if isinstance(g, domish.Element) and g.name == "group" and g.uri == NS_ROSTER
+        )
+        contacts.append(
+            Contact(
+                jid=jid,
+                name=item.getAttribute("name"),
+                subscription=item.getAttribute("subscription") or "none",
+                ask=item.getAttribute("ask"),
+                groups=groups,
+            )
+        )
+    return Roster(query.getAttribute("ver"), tuple(contacts))
+
+
+_SASL_PAYLOAD = frozenset({"auth", "challenge", "response", "success"})
+
+
+def carries_secret(element: domish.Element) -> bool:
+    """Whether C{element} is a SASL payload, whose text must never be shown."""
+    return element.uri == NS_SASL and element.name in _SASL_PAYLOAD
+
+
+def _serialise(element: domish.Element, default_ns: str | None) -> str:
+    return element.toXml(
+        prefixes={NS_STREAMS: "stream"}, defaultUri=default_ns or "", prefixesInScope=["stream"]
+    )
+
+
+def to_xml(element: domish.Element, default_ns: str | None = NS_CLIENT) -> str:
+    """
+    Serialise C{element} for a transcript or a report, with every SASL payload
+    (C{<auth>}, C{<challenge>}, C{<response>}, C{<success>}) replaced by
+    C{[redacted]}.
+    """
+    if carries_secret(element) and text_of(element):
+        shown = domish.Element((element.uri, element.name), element.defaultUri)
+        shown.attributes = dict(element.attributes)
+        shown.addContent(REDACTED)
+        element = shown
+    return _serialise(element, default_ns)
+
+
+def inner_xml(element: domish.Element, default_ns: str | None = NS_CLIENT) -> str:
+    """The serialised children (elements and text) of C{element}."""
+    parts = []
+    for c in element.children:
+        if isinstance(c, domish.Element):
+            parts.append(_serialise(c, default_ns))
+        else:
+            parts.append(domish.escapeToXml(c))
+    return "".join(parts)

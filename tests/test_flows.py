@@ -1,0 +1,574 @@
+"""Tests for portofcall_xmpp.flows with a scripted server on a StringTransport."""
+
+import base64
+
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from xmpp_fakes import (
+    BIND_RESULT,
+    FEATURES,
+    FEATURES_BOUND,
+    FEATURES_BOUND_NO_SESSION,
+    FEATURES_NO_PLAIN,
+    HEADER,
+    HEADER2,
+    SUCCESS,
+    FakeConnector,
+    ScriptedTransport,
+    iq_error,
+    login_script,
+    sasl_failure,
+    stream_error,
+)
+
+from portofcall_xmpp import flows, validate
+from portofcall_xmpp.errors import (
+    ConnectError,
+    DestinationBlocked,
+    DNSError,
+)
+
+AUTH = {"host": "example.com", "username": "alice", "password": "s3cret-pw"}
+AUTH_PHASES = [
+    "stream_opened",
+    "sasl_plain_sent",
+    "authenticated",
+    "stream_restarted",
+    "resource_bound",
+    "session_established",
+]
+
+
+def close_peer(transport):
+    transport.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def reset_peer(transport):
+    transport.protocol.connectionLost(Failure(ConnectionLost()))
+
+
+class FlowCase(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+
+    def env(self, script=(), chunk=None, error=None, read_timeout=5.0):
+        self.transport = ScriptedTransport(script, chunk)
+        self.connector = FakeConnector(self.transport, error)
+        return flows.Environment(self.connector.connect, self.clock, read_timeout)
+
+    def failed(self, d, error_type):
+        failure = self.failureResultOf(d, flows.Failed)
+        self.assertEqual(failure.value.error.error_type, error_type, failure.value.error.message)
+        return failure.value
+
+    def assertClean(self):
+        """The connection is closing and, once gone, no timer is left."""
+        self.assertTrue(self.transport.disconnecting)
+        self.clock.advance(10)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class ProbeTests(FlowCase):
+    def run_probe(self, script, body=None, **kw):
+        req = validate.parse_connect(body or {"host": "xmpp.example.com", "domain": "example.com"})
+        return flows.probe(self.env(script, **kw), req)
+
+    def test_success(self):
+        """The probe reports the header, the features and raw, then closes politely."""
+        d = self.run_probe([(b"xml:lang='en'>", HEADER + FEATURES)])
+        result = self.successResultOf(d)
+        self.assertEqual(self.connector.calls, [("xmpp.example.com", 5222)])
+        self.assertIn(b"to=\"example.com\"", self.transport.value())
+        self.assertEqual(result.header.id, "s1")
+        self.assertEqual(result.header.from_, "example.com")
+        self.assertEqual(result.header.version, "1.0")
+        f = result.features
+        self.assertEqual(f.mechanisms, ("SCRAM-SHA-1", "PLAIN"))
+        self.assertEqual(f.compression, ("zlib",))
+        self.assertEqual(f.features, ("starttls",))
+        self.assertEqual(
+            f.namespaces,
+            (
+                "urn:ietf:params:xml:ns:xmpp-tls",
+                "urn:ietf:params:xml:ns:xmpp-sasl",
+                "http://jabber.org/features/compress",
+                "http://jabber.org/protocol/caps",
+            ),
+        )
+        self.assertEqual((result.tls.available, result.tls.required), (True, False))
+        self.assertEqual(result.raw, (HEADER + FEATURES).decode())
+        self.assertTrue(self.transport.value().endswith(b"</stream:stream>"))
+        self.assertClean()
+
+    def test_byte_by_byte(self):
+        """A server that sends one byte per write gives the same result."""
+        whole = self.successResultOf(self.run_probe([(b"xml:lang='en'>", HEADER + FEATURES)]))
+        split = self.successResultOf(
+            self.run_probe([(b"xml:lang='en'>", HEADER + FEATURES)], chunk=1)
+        )
+        self.assertEqual(whole, split)
+
+    def test_stream_error(self):
+        """A stream error instead of features: stream_error, its text, and raw."""
+        data = HEADER + stream_error("host-unknown", "not served here")
+        f = self.failed(self.run_probe([(b"xml:lang='en'>", data)]), "stream_error")
+        self.assertEqual(f.error.message, "XMPP stream error: host-unknown")
+        self.assertEqual(f.error.extra["streamErrorText"], "not served here")
+        self.assertEqual(f.raw, data.decode())
+        self.assertClean()
+
+    def test_connect_refused(self):
+        """A refused connection fails with errorType connect."""
+        f = self.failed(
+            self.run_probe([], error=ConnectError("Connection refused: 192.0.2.1:5222")),
+            "connect",
+        )
+        self.assertEqual(f.error.message, "Connection refused: 192.0.2.1:5222")
+
+    def test_dns(self):
+        """A name that does not resolve fails with errorType dns."""
+        self.failed(self.run_probe([], error=DNSError("DNS lookup failed for x: NXDOMAIN")), "dns")
+
+    def test_blocked(self):
+        """A blocked destination is not a probe failure: it propagates as a 403."""
+        d = self.run_probe([], error=DestinationBlocked("Destination 10.0.0.1 is not allowed"))
+        self.failureResultOf(d, DestinationBlocked)
+
+    def test_silent_server(self):
+        """A server that never answers: Read timeout after the per-read timeout."""
+        d = self.run_probe([])
+        self.clock.advance(4.9)
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        f = self.failed(d, "timeout")
+        self.assertTrue(f.error.message.startswith("Read timeout"), f.error.message)
+        self.assertClean()
+
+    def test_header_then_silence(self):
+        """Header, then silence: Read timeout waiting for stream features."""
+        d = self.run_probe([(b"xml:lang='en'>", HEADER)])
+        self.clock.advance(5)
+        f = self.failed(d, "timeout")
+        self.assertEqual(
+            f.error.message, "Read timeout: no stream features from the server within 5000 ms"
+        )
+        self.assertEqual(f.raw, HEADER.decode())
+
+    def test_overall_timeout(self):
+        """A slow drip inside the read timeout still hits the overall timeout."""
+        env = self.env([(b"xml:lang='en'>", HEADER)], read_timeout=30)
+        req = validate.parse_connect({"host": "example.com", "timeout": 3000})
+        d = flows.probe(env, req)
+        for byte in FEATURES[:10]:
+            self.clock.advance(1)
+            if not self.transport.disconnecting:
+                self.transport.protocol.dataReceived(bytes([byte]))
+        f = self.failed(d, "timeout")
+        self.assertTrue(f.error.message.startswith("Connection timeout"), f.error.message)
+        self.assertClean()
+
+    def test_reset_after_header(self):
+        """A reset right after the header fails with errorType closed."""
+        d = self.run_probe([(b"xml:lang='en'>", HEADER), (b"xml:lang='en'>", b"")])
+        reset_peer(self.transport)
+        f = self.failed(d, "closed")
+        self.assertEqual(
+            f.error.message, "Connection reset by server while waiting for stream features"
+        )
+
+    def test_closed_before_header(self):
+        """A server that closes at once fails with errorType closed."""
+        d = self.run_probe([(b"xml:lang='en'>", close_peer)])
+        f = self.failed(d, "closed")
+        self.assertEqual(f.error.message, "Server closed the connection while waiting for stream header")
+
+    def test_garbage(self):
+        """Garbage fails with errorType protocol."""
+        d = self.run_probe([(b"xml:lang='en'>", b"220 smtp.example.com ESMTP\r\n")])
+        f = self.failed(d, "protocol")
+        self.assertTrue(f.error.message.startswith("Malformed XML from server"))
+        self.assertClean()
+
+    def test_unexpected_element(self):
+        """An element other than features where features belong: protocol."""
+        d = self.run_probe([(b"xml:lang='en'>", HEADER + b"<message/>")])
+        f = self.failed(d, "protocol")
+        self.assertEqual(f.error.message, "Expected <stream:features>, got <message xmlns='jabber:client'>")
+
+    def test_transcript(self):
+        """transcript: true records both directions with times."""
+        req = validate.parse_connect({"host": "example.com", "transcript": True})
+        d = flows.probe(self.env([(b"xml:lang='en'>", HEADER + FEATURES)]), req)
+        result = self.successResultOf(d)
+        self.assertEqual([e[0] for e in result.transcript], ["out", "in", "in", "out"])
+        self.assertIn("<stream:features>", result.transcript[2][2])
+
+
+class LoginTests(FlowCase):
+    def login(self, script, body=None, **kw):
+        req = validate.parse_login({**AUTH, **(body or {})})
+        return flows.login(self.env(script, **kw), req)
+
+    def test_success(self):
+        """A full PLAIN login reports the bound JID, phases and features."""
+        result = self.successResultOf(self.login(login_script()))
+        self.assertEqual(result.jid, "alice@example.com/portofcall-x1")
+        self.assertEqual(list(result.phases), AUTH_PHASES)
+        self.assertEqual(list(result.timings), AUTH_PHASES)
+        self.assertEqual(result.mechanism, "PLAIN")
+        self.assertEqual(result.sasl_mechanisms, ("SCRAM-SHA-1", "PLAIN"))
+        self.assertEqual(
+            result.features.features,
+            (
+                "resource-binding",
+                "session",
+                "stream-management",
+                "client-state-indication",
+                "roster-versioning",
+            ),
+        )
+        self.assertEqual(result.warnings, ("credentials sent without TLS",))
+        sent = self.transport.value()
+        payload = base64.b64encode(b"\0alice\0s3cret-pw")
+        self.assertIn(
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + payload, sent
+        )
+        self.assertIn(
+            b"<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+            b"<resource>portofcall</resource></bind></iq>",
+            sent,
+        )
+        self.assertIn(b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>", sent)
+        self.assertClean()
+
+    def test_every_chunking(self):
+        """The login gives the same result whatever size the server's writes are."""
+        whole = self.successResultOf(self.login(login_script()))
+        for chunk in (1, 2, 7, 64):
+            self.assertEqual(self.successResultOf(self.login(login_script(), chunk=chunk)), whole)
+
+    def test_no_session(self):
+        """Without the session feature there is no session phase."""
+        script = login_script(bound=FEATURES_BOUND_NO_SESSION)[:-1]
+        result = self.successResultOf(self.login(script))
+        self.assertEqual(list(result.phases), AUTH_PHASES[:-1])
+
+    def test_custom_resource(self):
+        """The requested resource is sent in the bind request."""
+        self.successResultOf(self.login(login_script(), {"resource": "probe-7"}))
+        self.assertIn(b"<resource>probe-7</resource>", self.transport.value())
+
+    def test_sasl_failure(self):
+        """<failure/> stops with errorType sasl, the condition, and the text."""
+        script = login_script(after_auth=sasl_failure("not-authorized", "Bad password"))
+        f = self.failed(self.login(script), "sasl")
+        self.assertEqual(f.error.message, "SASL authentication failed: not-authorized")
+        self.assertEqual(
+            f.error.extra, {"saslCondition": "not-authorized", "saslText": "Bad password"}
+        )
+        self.assertEqual(list(f.phases), ["stream_opened", "sasl_plain_sent"])
+        self.assertClean()
+
+    def test_every_sasl_condition(self):
+        """Each RFC 6120 §6.5 condition is reported by name."""
+        for condition in (
+            "aborted",
+            "account-disabled",
+            "credentials-expired",
+            "encryption-required",
+            "incorrect-encoding",
+            "invalid-authzid",
+            "invalid-mechanism",
+            "malformed-request",
+            "mechanism-too-weak",
+            "temporary-auth-failure",
+        ):
+            f = self.failed(self.login(login_script(after_auth=sasl_failure(condition))), "sasl")
+            self.assertEqual(f.error.message, "SASL authentication failed: " + condition)
+
+    def test_no_plain(self):
+        """No PLAIN offered: the reference's 'No supported SASL mechanism' wording."""
+        f = self.failed(self.login(login_script(features=FEATURES_NO_PLAIN)), "sasl")
+        self.assertEqual(
+            f.error.message, "No supported SASL mechanism. Available: SCRAM-SHA-1, X-OAUTH2"
+        )
+        self.assertEqual(list(f.phases), ["stream_opened"])
+        self.assertNotIn(b"<auth", self.transport.value())
+
+    def test_plain_requested_not_offered(self):
+        """mechanism PLAIN asked for and not offered: 'SASL PLAIN not supported'."""
+        script = login_script(features=FEATURES_NO_PLAIN)
+        f = self.failed(self.login(script, {"mechanism": "plain"}), "sasl")
+        self.assertEqual(
+            f.error.message, "SASL PLAIN not supported. Available: SCRAM-SHA-1, X-OAUTH2"
+        )
+
+    def test_no_mechanisms(self):
+        """A features block without mechanisms: 'Available: none'."""
+        script = login_script(features=b"<stream:features/>")
+        f = self.failed(self.login(script), "sasl")
+        self.assertEqual(f.error.message, "No supported SASL mechanism. Available: none")
+
+    def test_challenge_to_plain(self):
+        """A challenge in reply to PLAIN is a SASL error."""
+        challenge = b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>AA==</challenge>"
+        f = self.failed(self.login(login_script(after_auth=challenge)), "sasl")
+        self.assertIn("unexpected challenge", f.error.message)
+
+    def test_success_with_data_to_plain(self):
+        """<success/> with data after PLAIN is a SASL error."""
+        success = b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>dj1x</success>"
+        self.failed(self.login(login_script(after_auth=success)), "sasl")
+
+    def test_success_bad_base64(self):
+        """<success/> whose data is not base64 is a SASL error."""
+        success = b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>!!!</success>"
+        f = self.failed(self.login(login_script(after_auth=success)), "sasl")
+        self.assertEqual(f.error.message, "Server sent SASL data that is not valid base64")
+
+    def test_unexpected_sasl_reply(self):
+        """An element that is not a SASL reply after <auth>: protocol."""
+        f = self.failed(self.login(login_script(after_auth=b"<iq type='get' id='x'/>")), "protocol")
+        self.assertIn("Expected a SASL reply", f.error.message)
+
+    def test_bind_error(self):
+        """A bind iq error fails with errorType bind and the condition."""
+        script = login_script()
+        script[3] = (b"</iq>", iq_error("bind1", "not-allowed"))
+        f = self.failed(self.login(script[:4]), "bind")
+        self.assertEqual(f.error.message, "Resource binding failed: not-allowed")
+        self.assertEqual(
+            f.error.extra["errorCondition"],
+            {"condition": "not-allowed", "text": None, "type": "cancel"},
+        )
+        self.assertEqual(list(f.phases), AUTH_PHASES[:4])
+
+    def test_session_error(self):
+        """A session iq error fails with errorType bind."""
+        script = login_script()
+        script[4] = (b"</iq>", iq_error("sess1", "internal-server-error", "wait"))
+        f = self.failed(self.login(script), "bind")
+        self.assertEqual(f.error.message, "Session establishment failed: internal-server-error")
+        self.assertEqual(list(f.phases), AUTH_PHASES[:5])
+
+    def test_no_bind_feature(self):
+        """No bind feature after the restart fails with errorType bind."""
+        script = login_script(bound=b"<stream:features/>")[:3]
+        f = self.failed(self.login(script), "bind")
+        self.assertIn("did not offer resource binding", f.error.message)
+
+    def test_bind_without_jid(self):
+        """A bind result without a JID fails with errorType bind."""
+        script = login_script()
+        script[3] = (b"</iq>", b"<iq type='result' id='bind1'/>")
+        f = self.failed(self.login(script[:4]), "bind")
+        self.assertEqual(f.error.message, "Resource binding result carried no JID")
+
+    def test_iq_with_other_id_ignored(self):
+        """Stanzas that are not the reply (pushes, presence) are skipped."""
+        script = login_script()
+        script[3] = (b"</iq>", b"<presence from='x@y'/><iq type='result' id='other'/>" + BIND_RESULT)
+        result = self.successResultOf(self.login(script))
+        self.assertEqual(result.jid, "alice@example.com/portofcall-x1")
+
+    def test_reset_after_auth(self):
+        """A reset after <success/> fails with errorType closed, phases so far."""
+        script = [
+            (b"xml:lang='en'>", HEADER + FEATURES),
+            (b"</auth>", SUCCESS),
+            (b"xml:lang='en'>", reset_peer),
+        ]
+        f = self.failed(self.login(script), "closed")
+        self.assertEqual(f.phases, ("stream_opened", "sasl_plain_sent", "authenticated"))
+
+    def test_stream_error_during_auth(self):
+        """A stream error in place of the SASL reply: stream_error."""
+        script = login_script(after_auth=stream_error("policy-violation"))
+        f = self.failed(self.login(script), "stream_error")
+        self.assertEqual(f.error.message, "XMPP stream error: policy-violation")
+
+    def test_silence_after_auth(self):
+        """Silence after <auth>: Read timeout, phases up to the mechanism."""
+        d = self.login(login_script()[:1])
+        self.clock.advance(5)
+        f = self.failed(d, "timeout")
+        self.assertEqual(f.error.message, "Read timeout: no SASL reply from the server within 5000 ms")
+        self.assertEqual(list(f.phases), ["stream_opened", "sasl_plain_sent"])
+        self.assertClean()
+
+    def test_overall_timeout(self):
+        """The overall timeout stops a login whose steps each stay under the read timeout."""
+        script = login_script()[:2]
+        d = self.login(script, {"timeout": 4000}, read_timeout=30)
+        self.clock.advance(4)
+        f = self.failed(d, "timeout")
+        self.assertEqual(f.error.message, "Connection timeout: the probe did not finish within 4000 ms")
+        self.assertEqual(list(f.phases), ["stream_opened", "sasl_plain_sent", "authenticated", ])
+        self.assertClean()
+
+    def test_tls_required_not_offered(self):
+        """tls: required and no STARTTLS: errorType tls, no credential sent."""
+        script = login_script(features=FEATURES_NO_PLAIN)
+        f = self.failed(self.login(script, {"tls": "required"}), "tls")
+        self.assertIn("does not offer STARTTLS", f.error.message)
+        self.assertNotIn(b"<auth", self.transport.value())
+
+    def test_transcript_has_no_secret(self):
+        """The transcript redacts the SASL payload and never holds the password."""
+        result = self.successResultOf(self.login(login_script(), {"transcript": True}))
+        text = repr(result.transcript)
+        self.assertIn("[redacted]", text)
+        self.assertNotIn("s3cret-pw", text)
+        self.assertNotIn(base64.b64encode(b"\0alice\0s3cret-pw").decode(), text)
+
+    def test_timings(self):
+        """timings are seconds since the start for each phase reached."""
+        script = [
+            (b"xml:lang='en'>", HEADER + FEATURES),
+            (b"</auth>", lambda t: self.clock.callLater(1.5, t.deliver, SUCCESS)),
+            (b"xml:lang='en'>", HEADER2 + FEATURES_BOUND_NO_SESSION),
+            (b"</iq>", BIND_RESULT),
+        ]
+        d = self.login(script)
+        self.clock.advance(1.5)
+        result = self.successResultOf(d)
+        self.assertEqual(result.timings["sasl_plain_sent"], 0)
+        self.assertEqual(result.timings["authenticated"], 1.5)
+        self.assertEqual(result.elapsed, 1.5)
+
+
+ROSTER = (
+    b"<iq type='result' id='roster1'><query xmlns='jabber:iq:roster' ver='ver7'>"
+    b"<item jid='bob@example.com' name='Bob' subscription='both'>"
+    b"<group>Friends</group><group>Work</group></item>"
+    b"<item jid='carol@example.com' ask='subscribe'/>"
+    b"<item jid='obrien@example.com' name='O&apos;Brien &amp; &lt;Co&gt;' subscription='from'>"
+    b"<group>A</group><group>B</group><group>C</group></item>"
+    b"</query></iq>"
+)
+
+
+class RosterTests(FlowCase):
+    def roster(self, reply):
+        req = validate.parse_roster(AUTH)
+        return flows.roster(self.env(login_script(tail=[(b"</iq>", reply)])), req)
+
+    def test_roster(self):
+        """Every item is reported with all its groups; defaults fill the gaps."""
+        result = self.successResultOf(self.roster(ROSTER))
+        self.assertEqual(list(result.phases), AUTH_PHASES + ["roster_received"])
+        r = result.roster
+        self.assertEqual(r.version, "ver7")
+        self.assertEqual(
+            [(c.jid, c.name, c.subscription, c.ask, c.groups) for c in r.contacts],
+            [
+                ("bob@example.com", "Bob", "both", None, ("Friends", "Work")),
+                ("carol@example.com", None, "none", "subscribe", ()),
+                ("obrien@example.com", "O'Brien & <Co>", "from", None, ("A", "B", "C")),
+            ],
+        )
+        self.assertIn(
+            b"<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>",
+            self.transport.value(),
+        )
+
+    def test_empty_roster(self):
+        """An empty roster has no version and no contacts."""
+        reply = b"<iq type='result' id='roster1'><query xmlns='jabber:iq:roster'/></iq>"
+        r = self.successResultOf(self.roster(reply)).roster
+        self.assertEqual((r.version, r.contacts), (None, ()))
+
+    def test_roster_error(self):
+        """A roster iq error fails with errorType protocol and the condition."""
+        f = self.failed(self.roster(iq_error("roster1", "service-unavailable")), "protocol")
+        self.assertEqual(f.error.message, "Roster request failed: service-unavailable")
+        self.assertEqual(list(f.phases), AUTH_PHASES)
+
+
+class MessageTests(FlowCase):
+    def message(self, tail, body=None):
+        req = validate.parse_message({**AUTH, "recipient": "bob@example.com", **(body or {})})
+        return flows.message(
+            self.env(login_script(tail=tail)), req, make_id=lambda: "poc_0123456789abcdef"
+        )
+
+    def test_sent_no_reply(self):
+        """With no reply, the probe listens waitMs and reports no delivery error."""
+        d = self.message([])
+        self.assertIn(
+            b"<message to='bob@example.com' type='chat' id='poc_0123456789abcdef'>"
+            b"<body>Hello from PortOfCall</body></message>",
+            self.transport.value(),
+        )
+        self.clock.advance(1.9)
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        result = self.successResultOf(d)
+        self.assertEqual(list(result.phases), AUTH_PHASES + ["message_sent"])
+        delivery = result.delivery
+        self.assertEqual((delivery.error_xml, delivery.error), (None, None))
+        self.assertEqual(delivery.id, "poc_0123456789abcdef")
+        self.assertClean()
+
+    def test_delivery_error(self):
+        """An error reply to the message is reported with its inner XML and condition."""
+        reply = (
+            b"<message type='error' id='poc_0123456789abcdef' from='nobody@example.com'>"
+            b"<error type='cancel'><service-unavailable "
+            b"xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        )
+        result = self.successResultOf(self.message([(b"</message>", reply)]))
+        d = result.delivery
+        self.assertEqual(
+            d.error_xml, "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        )
+        self.assertEqual((d.error.type, d.error.condition), ("cancel", "service-unavailable"))
+
+    def test_other_errors_ignored(self):
+        """Error stanzas about other ids are not this message's delivery error."""
+        reply = b"<message type='error' id='other'><error type='cancel'/></message>"
+        d = self.message([(b"</message>", reply)])
+        self.clock.advance(2)
+        self.assertIsNone(self.successResultOf(d).delivery.error)
+
+    def test_receipt(self):
+        """A requested XEP-0184 receipt is reported with its delay."""
+        receipt = (
+            b"<message from='bob@example.com/x'><received xmlns='urn:xmpp:receipts' "
+            b"id='poc_0123456789abcdef'/></message>"
+        )
+        d = self.message(
+            [(b"</message>", lambda t: self.clock.callLater(0.5, t.deliver, receipt))],
+            {"receipt": True},
+        )
+        self.assertIn(b"<request xmlns='urn:xmpp:receipts'/>", self.transport.value())
+        self.clock.advance(0.5)
+        result = self.successResultOf(d)
+        self.assertEqual((result.delivery.receipt_requested, result.delivery.receipt_after), (True, 0.5))
+
+    def test_escaping(self):
+        """The body is escaped by the XML layer."""
+        d = self.message([], {"message": "</body><x/>&amp;"})
+        self.clock.advance(2)
+        self.successResultOf(d)
+        self.assertIn(b"<body>&lt;/body&gt;&lt;x/&gt;&amp;amp;</body>", self.transport.value())
+
+    def test_wait_cut_to_timeout(self):
+        """A listening window longer than the time left is shortened, with a warning."""
+        d = self.message([], {"timeout": 1000, "waitMs": 5000})
+        self.clock.advance(0.75)
+        result = self.successResultOf(d)
+        self.assertIn("waitMs shortened to 750 ms to fit the overall timeout", result.warnings)
+
+    def test_wait_zero(self):
+        """waitMs 0 returns right after sending."""
+        result = self.successResultOf(self.message([], {"waitMs": 0}))
+        self.assertEqual(result.phases[-1], "message_sent")
+
+    def test_closed_while_listening(self):
+        """The server closing during the listening window fails with closed."""
+        d = self.message([(b"</message>", close_peer)])
+        f = self.failed(d, "closed")
+        self.assertEqual(f.phases[-1], "message_sent")

@@ -1,0 +1,296 @@
+"""Tests for portofcall_xmpp.stream: the incremental XML stream parser."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from portofcall_xmpp.errors import ProtocolViolation, TooLarge
+from portofcall_xmpp.stream import Limits, Stanza, StreamEnd, StreamHeader, XMLStreamParser
+
+from xmpp_fakes import FEATURES, HEADER
+
+ROSTER_ITEM = (
+    "<item jid='contact{0}@example.com' name='Contact &amp; {0}' subscription='both'>"
+    "<group>Friends</group><group>Group {1}</group></item>"
+)
+
+
+def roster_stanza(n):
+    items = "".join(ROSTER_ITEM.format(i, i % 7) for i in range(n))
+    return (
+        "<iq type='result' id='roster1'><query xmlns='jabber:iq:roster' ver='v1'>%s</query></iq>"
+        % items
+    ).encode()
+
+
+STREAM = HEADER + FEATURES + roster_stanza(3) + b"<message><body>h\xc3\xa9 &lt;</body></message>"
+
+
+def summary(events):
+    """Comparable form of parser events."""
+    out = []
+    for e in events:
+        if isinstance(e, Stanza):
+            out.append(("stanza", e.element.toXml(), e.end_offset))
+        else:
+            out.append(e)
+    return out
+
+
+def parse(data, chunk=None, limits=None):
+    p = XMLStreamParser(limits)
+    step = chunk or len(data)
+    for i in range(0, len(data), step):
+        p.feed(data[i : i + step])
+    return p.events
+
+
+def parse_error(testcase, data, limits=None, chunk=None):
+    with testcase.assertRaises((ProtocolViolation, TooLarge)) as cm:
+        parse(data, chunk=chunk, limits=limits)
+    return cm.exception
+
+
+class ParserTests(SynchronousTestCase):
+    def test_header(self):
+        """The stream header's attributes and default namespace are reported."""
+        [header] = parse(HEADER)
+        self.assertEqual(
+            header,
+            StreamHeader(
+                id="s1",
+                from_="example.com",
+                to=None,
+                version="1.0",
+                lang="en",
+                default_ns="jabber:client",
+            ),
+        )
+
+    def test_elements(self):
+        """Each complete top-level element is one event, in order."""
+        events = parse(STREAM)
+        self.assertIsInstance(events[0], StreamHeader)
+        names = [e.element.name for e in events[1:]]
+        self.assertEqual(names, ["features", "iq", "message"])
+        body = events[3].element.firstChildElement()
+        self.assertEqual(str(body), "hé <")
+
+    def test_every_split_point(self):
+        """Splitting the stream in two at any byte yields the same events."""
+        whole = summary(parse(STREAM))
+        for i in range(1, len(STREAM)):
+            p = XMLStreamParser()
+            p.feed(STREAM[:i])
+            p.feed(STREAM[i:])
+            self.assertEqual(summary(p.events), whole, "split at %d" % (i,))
+
+    def test_byte_by_byte(self):
+        """Feeding one byte at a time yields the same events."""
+        self.assertEqual(summary(parse(STREAM, chunk=1)), summary(parse(STREAM)))
+
+    def test_end_offset(self):
+        """end_offset points at the element's end tag."""
+        events = parse(HEADER + FEATURES)
+        end = events[1].end_offset
+        self.assertTrue((HEADER + FEATURES)[end:].startswith(b"</stream:features>"))
+
+    def test_stream_end(self):
+        """</stream:stream> is a StreamEnd event."""
+        events = parse(HEADER + b"</stream:stream>")
+        self.assertEqual(events[-1], StreamEnd())
+
+    def test_restart(self):
+        """After restart, a new header is accepted and reported."""
+        p = XMLStreamParser()
+        p.feed(HEADER + FEATURES)
+        p.restart()
+        p.feed(HEADER.replace(b"s1", b"s2") + FEATURES)
+        self.assertEqual([type(e).__name__ for e in p.events], ["StreamHeader", "Stanza"] * 2)
+        self.assertEqual(p.events[2].id, "s2")
+
+    def test_whitespace_keepalive(self):
+        """Whitespace between stanzas is ignored."""
+        events = parse(HEADER + b"\n \n" + FEATURES + b"   ")
+        self.assertEqual(len(events), 2)
+
+    def test_large_roster(self):
+        """A 10,000-item roster arrives whole, with every group of every item."""
+        events = parse(HEADER + roster_stanza(10000), chunk=65536)
+        query = events[1].element.firstChildElement()
+        items = [c for c in query.elements()]
+        self.assertEqual(len(items), 10000)
+        self.assertEqual([str(g) for g in items[9999].elements()], ["Friends", "Group 3"])
+
+    def test_mixed_content_order(self):
+        """Text and child elements keep their document order."""
+        [_, stanza] = parse(HEADER + b"<a>x<b/>y<c>z</c>w</a>")
+        self.assertEqual(stanza.element.toXml(), "<a xmlns='jabber:client'>x<b/>y<c>z</c>w</a>")
+
+
+class RefusalTests(SynchronousTestCase):
+    def test_doctype(self):
+        """A DOCTYPE is refused (RFC 6120 §11.1)."""
+        e = parse_error(self, b"<?xml version='1.0'?><!DOCTYPE stream>" + HEADER)
+        self.assertIsInstance(e, ProtocolViolation)
+        self.assertIn("DOCTYPE", e.message)
+
+    def test_entity_bomb(self):
+        """A billion-laughs entity bomb is refused before any expansion."""
+        bomb = (
+            b"<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>"
+            + b"".join(
+                b"<!ENTITY lol%d '%s'>" % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+                for i in range(1, 10)
+            )
+            + b"]><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>&lol9;"
+        )
+        e = parse_error(self, bomb)
+        self.assertIsInstance(e, ProtocolViolation)
+
+    def test_entity_in_stream(self):
+        """A reference to an undeclared entity is malformed XML."""
+        e = parse_error(self, HEADER + b"<message>&xxe;</message>")
+        self.assertIsInstance(e, ProtocolViolation)
+        self.assertEqual(e.message, "Malformed XML from server: undefined entity")
+
+    def test_processing_instruction(self):
+        """A processing instruction is refused."""
+        e = parse_error(self, HEADER + b"<?evil data?>")
+        self.assertIn("processing instruction", e.message)
+
+    def test_comment(self):
+        """A comment is refused."""
+        e = parse_error(self, HEADER + b"<!-- hi -->")
+        self.assertIn("comment", e.message)
+
+    def test_garbage(self):
+        """Bytes that are not XML are a protocol violation."""
+        e = parse_error(self, b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        self.assertIsInstance(e, ProtocolViolation)
+        self.assertTrue(e.message.startswith("Malformed XML from server"))
+
+    def test_invalid_utf8(self):
+        """Invalid UTF-8 is a protocol violation."""
+        e = parse_error(self, HEADER + b"<message><body>\xff\xfe\xfd</body></message>")
+        self.assertIsInstance(e, ProtocolViolation)
+
+    def test_not_a_stream(self):
+        """A document whose root is not <stream:stream> is refused."""
+        e = parse_error(self, b"<html><body/></html>")
+        self.assertEqual(
+            e.message, "Server did not open an XMPP stream: expected <stream:stream>, got <html>"
+        )
+
+    def test_unbound_prefix(self):
+        """An unbound namespace prefix is malformed."""
+        e = parse_error(self, HEADER + b"<foo:bar/>")
+        self.assertIsInstance(e, ProtocolViolation)
+
+    def test_dead_after_error(self):
+        """After an error, every later feed raises the same error."""
+        p = XMLStreamParser()
+        self.assertRaises(ProtocolViolation, p.feed, b"garbage<<")
+        with self.assertRaises(ProtocolViolation) as cm:
+            p.feed(HEADER)
+        self.assertTrue(cm.exception.message.startswith("Malformed XML"))
+
+    def test_events_before_error_kept(self):
+        """Events completed before an error in the same chunk are kept."""
+        p = XMLStreamParser()
+        self.assertRaises(ProtocolViolation, p.feed, HEADER + FEATURES + b"<<<")
+        self.assertEqual(len(p.events), 2)
+
+
+class LimitTests(SynchronousTestCase):
+    def test_element_too_large_complete(self):
+        """An element over the byte cap is refused even when it arrives whole."""
+        limits = Limits(max_element_bytes=1024)
+        big = b"<message><body>" + b"x" * 2000 + b"</body></message>"
+        e = parse_error(self, HEADER + big, limits)
+        self.assertIsInstance(e, TooLarge)
+
+    def test_element_too_large_incomplete(self):
+        """An unfinished element is refused as soon as it passes the cap."""
+        limits = Limits(max_element_bytes=1024)
+        p = XMLStreamParser(limits)
+        p.feed(HEADER + b"<stream:features>")
+        with self.assertRaises(TooLarge):
+            for _ in range(100):
+                p.feed(b"<x/>" * 10)
+
+    def test_huge_start_tag(self):
+        """A start tag that never ends is refused once past the cap."""
+        limits = Limits(max_element_bytes=1024)
+        p = XMLStreamParser(limits)
+        p.feed(HEADER + b"<message to='")
+        with self.assertRaises(TooLarge):
+            for _ in range(100):
+                p.feed(b"a" * 100)
+
+    def test_huge_header(self):
+        """Endless bytes before the header ends are refused too."""
+        limits = Limits(max_element_bytes=1024)
+        p = XMLStreamParser(limits)
+        with self.assertRaises(TooLarge):
+            p.feed(b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' a='")
+            for _ in range(100):
+                p.feed(b"a" * 100)
+
+    def test_many_small_stanzas_fine(self):
+        """Many small stanzas never trip the per-element cap."""
+        limits = Limits(max_element_bytes=1024)
+        events = parse(HEADER + b"<message><body>hi</body></message>" * 1000, 4096, limits)
+        self.assertEqual(len(events), 1001)
+
+    def test_depth(self):
+        """Nesting deeper than the cap is refused."""
+        deep = b"<a>" * 70 + b"</a>" * 70
+        e = parse_error(self, HEADER + deep)
+        self.assertIsInstance(e, TooLarge)
+        self.assertIn("nested deeper than 64", e.message)
+
+    def test_element_count(self):
+        """More elements in one stanza than the cap allows is refused."""
+        limits = Limits(max_element_bytes=1 << 20, max_elements=100)
+        e = parse_error(self, HEADER + b"<a>" + b"<b/>" * 200 + b"</a>", limits)
+        self.assertIn("more than 100 child elements", e.message)
+
+    def test_total_bytes(self):
+        """A connection may not send more than max_total_bytes in all."""
+        limits = Limits(max_element_bytes=1024, max_total_bytes=10000)
+        e = parse_error(self, HEADER + b"<message/>" * 2000, limits, chunk=1000)
+        self.assertIn("more than 10000 bytes", e.message)
+
+    def test_default_limits(self):
+        """The defaults: 4 MiB elements, 64 levels, at least 16 MiB a connection."""
+        limits = Limits()
+        self.assertEqual(
+            (limits.max_element_bytes, limits.max_depth, limits.max_total_bytes),
+            (4 * 1024 * 1024, 64, 16 * 1024 * 1024),
+        )
+        self.assertEqual(Limits(max_element_bytes=8 << 20).max_total_bytes, 32 << 20)
+
+
+class PropertyTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), max_size=20))
+    def test_any_chunking(self, cuts):
+        """Every chunking of a valid stream yields the same events."""
+        points = [0, *sorted(set(cuts)), len(STREAM)]
+        p = XMLStreamParser()
+        for a, b in zip(points, points[1:], strict=False):
+            p.feed(STREAM[a:b])
+        self.assertEqual(summary(p.events), summary(parse(STREAM)))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=300), st.booleans())
+    def test_arbitrary_bytes(self, data, after_header):
+        """Arbitrary bytes raise only the typed protocol errors."""
+        p = XMLStreamParser(Limits(max_element_bytes=1024))
+        try:
+            if after_header:
+                p.feed(HEADER)
+            p.feed(data)
+        except (ProtocolViolation, TooLarge):
+            pass
