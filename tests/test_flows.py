@@ -9,7 +9,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from xmpp_fakes import (
     BIND_RESULT,
     FEATURES,
-    FEATURES_BOUND,
     FEATURES_BOUND_NO_SESSION,
     FEATURES_NO_PLAIN,
     HEADER,
@@ -80,7 +79,7 @@ class ProbeTests(FlowCase):
         d = self.run_probe([(b"xml:lang='en'>", HEADER + FEATURES)])
         result = self.successResultOf(d)
         self.assertEqual(self.connector.calls, [("xmpp.example.com", 5222)])
-        self.assertIn(b"to=\"example.com\"", self.transport.value())
+        self.assertIn(b'to="example.com"', self.transport.value())
         self.assertEqual(result.header.id, "s1")
         self.assertEqual(result.header.from_, "example.com")
         self.assertEqual(result.header.version, "1.0")
@@ -182,7 +181,9 @@ class ProbeTests(FlowCase):
         """A server that closes at once fails with errorType closed."""
         d = self.run_probe([(b"xml:lang='en'>", close_peer)])
         f = self.failed(d, "closed")
-        self.assertEqual(f.error.message, "Server closed the connection while waiting for stream header")
+        self.assertEqual(
+            f.error.message, "Server closed the connection while waiting for stream header"
+        )
 
     def test_garbage(self):
         """Garbage fails with errorType protocol."""
@@ -195,7 +196,9 @@ class ProbeTests(FlowCase):
         """An element other than features where features belong: protocol."""
         d = self.run_probe([(b"xml:lang='en'>", HEADER + b"<message/>")])
         f = self.failed(d, "protocol")
-        self.assertEqual(f.error.message, "Expected <stream:features>, got <message xmlns='jabber:client'>")
+        self.assertEqual(
+            f.error.message, "Expected <stream:features>, got <message xmlns='jabber:client'>"
+        )
 
     def test_transcript(self):
         """transcript: true records both directions with times."""
@@ -369,7 +372,10 @@ class LoginTests(FlowCase):
     def test_iq_with_other_id_ignored(self):
         """Stanzas that are not the reply (pushes, presence) are skipped."""
         script = login_script()
-        script[3] = (b"</iq>", b"<presence from='x@y'/><iq type='result' id='other'/>" + BIND_RESULT)
+        script[3] = (
+            b"</iq>",
+            b"<presence from='x@y'/><iq type='result' id='other'/>" + BIND_RESULT,
+        )
         result = self.successResultOf(self.login(script))
         self.assertEqual(result.jid, "alice@example.com/portofcall-x1")
 
@@ -394,7 +400,9 @@ class LoginTests(FlowCase):
         d = self.login(login_script()[:1])
         self.clock.advance(5)
         f = self.failed(d, "timeout")
-        self.assertEqual(f.error.message, "Read timeout: no SASL reply from the server within 5000 ms")
+        self.assertEqual(
+            f.error.message, "Read timeout: no SASL reply from the server within 5000 ms"
+        )
         self.assertEqual(list(f.phases), ["stream_opened", "sasl_plain_sent"])
         self.assertClean()
 
@@ -404,8 +412,17 @@ class LoginTests(FlowCase):
         d = self.login(script, {"timeout": 4000}, read_timeout=30)
         self.clock.advance(4)
         f = self.failed(d, "timeout")
-        self.assertEqual(f.error.message, "Connection timeout: the probe did not finish within 4000 ms")
-        self.assertEqual(list(f.phases), ["stream_opened", "sasl_plain_sent", "authenticated", ])
+        self.assertEqual(
+            f.error.message, "Connection timeout: the probe did not finish within 4000 ms"
+        )
+        self.assertEqual(
+            list(f.phases),
+            [
+                "stream_opened",
+                "sasl_plain_sent",
+                "authenticated",
+            ],
+        )
         self.assertClean()
 
     def test_tls_required_not_offered(self):
@@ -546,7 +563,9 @@ class MessageTests(FlowCase):
         self.assertIn(b"<request xmlns='urn:xmpp:receipts'/>", self.transport.value())
         self.clock.advance(0.5)
         result = self.successResultOf(d)
-        self.assertEqual((result.delivery.receipt_requested, result.delivery.receipt_after), (True, 0.5))
+        self.assertEqual(
+            (result.delivery.receipt_requested, result.delivery.receipt_after), (True, 0.5)
+        )
 
     def test_escaping(self):
         """The body is escaped by the XML layer."""

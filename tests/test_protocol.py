@@ -44,7 +44,7 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(
             self.transport.value(),
             b"<?xml version='1.0'?><stream:stream xmlns=\"jabber:client\" "
-            b"xmlns:stream=\"http://etherx.jabber.org/streams\" to=\"example.com\" "
+            b'xmlns:stream="http://etherx.jabber.org/streams" to="example.com" '
             b"version='1.0' xml:lang='en'>",
         )
 
@@ -62,8 +62,12 @@ class ProtocolTests(SynchronousTestCase):
         """Elements that arrive before anyone waits are kept in order."""
         self.feed(HEADER + b"<a/><b/>")
         self.successResultOf(self.proto.read_header(5))
-        self.assertEqual(self.successResultOf(self.proto.read_element(any_element, "x", 5)).name, "a")
-        self.assertEqual(self.successResultOf(self.proto.read_element(any_element, "x", 5)).name, "b")
+        self.assertEqual(
+            self.successResultOf(self.proto.read_element(any_element, "x", 5)).name, "a"
+        )
+        self.assertEqual(
+            self.successResultOf(self.proto.read_element(any_element, "x", 5)).name, "b"
+        )
         self.finish()
 
     def test_skips_unmatched(self):
@@ -93,7 +97,9 @@ class ProtocolTests(SynchronousTestCase):
         self.assertNoResult(d)
         self.clock.advance(0.1)
         f = self.failureResultOf(d, ReadTimeout)
-        self.assertEqual(f.value.message, "Read timeout: no stream header from the server within 5000 ms")
+        self.assertEqual(
+            f.value.message, "Read timeout: no stream header from the server within 5000 ms"
+        )
         self.assertEqual(f.value.error_type, "timeout")
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.finish()
@@ -138,7 +144,9 @@ class ProtocolTests(SynchronousTestCase):
         d = self.proto.read_header(5)
         self.proto.connectionLost(Failure(ConnectionLost()))
         f = self.failureResultOf(d, Closed)
-        self.assertEqual(f.value.message, "Connection reset by server while waiting for stream header")
+        self.assertEqual(
+            f.value.message, "Connection reset by server while waiting for stream header"
+        )
 
     def test_failure_is_sticky(self):
         """Every wait after the connection is gone fails the same way."""
@@ -247,7 +255,9 @@ class ProtocolTests(SynchronousTestCase):
         auth["mechanism"] = "PLAIN"
         auth.addContent("AGFsaWNlAHNlY3JldA==")
         self.proto.send(auth)
-        self.feed(HEADER + b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>dj1zZWNyZXQ=</success>")
+        self.feed(
+            HEADER + b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>dj1zZWNyZXQ=</success>"
+        )
         xml = [x for _, _, x in self.transcript.entries]
         self.assertIn(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>[redacted]</auth>",

@@ -3,11 +3,10 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
+from xmpp_fakes import FEATURES, HEADER
 
 from portofcall_xmpp.errors import ProtocolViolation, TooLarge
 from portofcall_xmpp.stream import Limits, Stanza, StreamEnd, StreamHeader, XMLStreamParser
-
-from xmpp_fakes import FEATURES, HEADER
 
 ROSTER_ITEM = (
     "<item jid='contact{0}@example.com' name='Contact &amp; {0}' subscription='both'>"

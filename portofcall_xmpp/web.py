@@ -1,0 +1,375 @@
+"""
+The HTTP JSON API (SPEC §2–§6) as a Klein app.
+
+Only this module speaks JSON and milliseconds: requests are validated into
+C{validate} objects, run through C{flows}, and the frozen results (or the
+typed failures) are turned into response bodies here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.web.server import Request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from . import __version__, flows, sasl, validate
+from .errors import RequestError
+
+MAX_BODY_BYTES = 64 * 1024
+RETRY_AFTER_SECONDS = 1
+
+
+class LimitedRequest(Request):
+    """
+    A request that stops storing its body past L{MAX_BODY_BYTES}: the rest
+    is read and dropped, and the handler answers 413.
+    """
+
+    body_exceeded = False
+    _body_seen = 0
+
+    def handleContentChunk(self, data):
+        self._body_seen += len(data)
+        if self._body_seen > MAX_BODY_BYTES:
+            self.body_exceeded = True
+            return
+        super().handleContentChunk(data)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _read_json(request) -> dict:
+    """
+    The request's JSON object.
+
+    @raise RequestError: 415 (not C{application/json}), 413 (over 64 KiB),
+        400 (not JSON, or not an object).
+    """
+    ctype = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise RequestError(415, "Content-Type must be application/json")
+    too_large = RequestError(413, "Request body exceeds %d bytes" % (MAX_BODY_BYTES,))
+    length = request.getHeader("content-length")
+    if getattr(request, "body_exceeded", False):
+        raise too_large
+    if length is not None and length.strip().isdigit() and int(length) > MAX_BODY_BYTES:
+        raise too_large
+    request.content.seek(0)
+    raw = request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise too_large
+
+    def no_constants(name):
+        raise ValueError(name)
+
+    try:
+        body = json.loads(raw, parse_constant=no_constants)
+    except (ValueError, RecursionError) as e:
+        raise RequestError(400, "Request body is not valid JSON") from e
+    if not isinstance(body, dict):
+        raise RequestError(400, "Request body must be a JSON object")
+    return body
+
+
+def _write_json(request, status: int, obj, headers=None) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader("content-type", "application/json; charset=utf-8")
+    request.setHeader("cache-control", "no-store")
+    request.setHeader("x-content-type-options", "nosniff")
+    for name, value in (headers or {}).items():
+        request.setHeader(name, value)
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+# -- results to JSON
+
+
+def _transcript_json(entries):
+    return [{"dir": d, "ms": _ms(t), "xml": xml} for d, t, xml in entries]
+
+
+def _tls_json(tls: flows.TLSInfo) -> dict:
+    return {"available": tls.available, "required": tls.required, "negotiated": tls.negotiated}
+
+
+def connect_json(result: flows.ConnectResult, req) -> dict:
+    header, features = result.header, result.features
+    body = {
+        "success": True,
+        "message": "XMPP server reachable",
+        "host": result.host,
+        "port": result.port,
+        "domain": result.domain,
+        "streamId": header.id,
+        "serverFrom": header.from_,
+        "xmppVersion": header.version,
+        "tls": _tls_json(result.tls),
+        "saslMechanisms": list(features.mechanisms),
+        "compressionMethods": list(features.compression),
+        "features": list(features.features),
+        "featureNamespaces": list(features.namespaces),
+        "saslChannelBindings": list(features.channel_bindings),
+        "streamLang": header.lang,
+        "raw": result.raw,
+        "elapsedMs": _ms(result.elapsed),
+    }
+    if req.transcript:
+        body["transcript"] = _transcript_json(result.transcript)
+    return body
+
+
+def _auth_base(result: flows.AuthResult, req, message: str | None) -> dict:
+    body = {
+        "success": True,
+        "host": result.host,
+        "port": result.port,
+        "jid": result.jid,
+        "domain": result.domain,
+        "phases": list(result.phases),
+        "features": list(result.features.features),
+        "saslMechanisms": list(result.sasl_mechanisms),
+        "mechanism": result.mechanism,
+        "tls": _tls_json(result.tls),
+    }
+    if message is not None:
+        body["message"] = message
+    body.update(
+        {
+            "timings": {k: _ms(v) for k, v in result.timings.items()},
+            "elapsedMs": _ms(result.elapsed),
+            "warnings": list(result.warnings),
+        }
+    )
+    if req.transcript:
+        body["transcript"] = _transcript_json(result.transcript)
+    return body
+
+
+def login_json(result: flows.AuthResult, req) -> dict:
+    return _auth_base(result, req, "XMPP login successful")
+
+
+def roster_json(result: flows.AuthResult, req) -> dict:
+    body = _auth_base(result, req, "XMPP roster retrieved")
+    r = result.roster
+    body["roster"] = {
+        "total": len(r.contacts),
+        "version": r.version,
+        "contacts": [
+            {
+                "jid": c.jid,
+                "name": c.name,
+                "subscription": c.subscription,
+                "ask": c.ask,
+                "groups": list(c.groups),
+            }
+            for c in r.contacts
+        ],
+    }
+    return body
+
+
+def message_json(result: flows.AuthResult, req) -> dict:
+    body = _auth_base(result, req.auth, None)
+    d = result.delivery
+    body["message"] = {"to": d.to, "body": d.body, "id": d.id}
+    body["deliveryError"] = d.error_xml
+    body["deliveryErrorCondition"] = (
+        None
+        if d.error is None
+        else {"type": d.error.type, "condition": d.error.condition, "text": d.error.text}
+    )
+    body["receipt"] = {
+        "requested": d.receipt_requested,
+        "received": d.receipt_after is not None,
+        "ms": None if d.receipt_after is None else _ms(d.receipt_after),
+    }
+    return body
+
+
+def failure_json(failed: flows.Failed, req, auth: bool) -> dict:
+    error = failed.error
+    body = {
+        "success": False,
+        "error": error.message,
+        "errorType": error.error_type,
+        "host": req.host,
+        "port": req.port,
+    }
+    if auth:
+        body["phases"] = list(failed.phases)
+        body["timings"] = {k: _ms(v) for k, v in failed.timings.items()}
+    body.update(error.extra)
+    if failed.raw:
+        body["raw"] = failed.raw
+    body["elapsedMs"] = _ms(failed.elapsed)
+    if req.transcript:
+        body["transcript"] = _transcript_json(failed.transcript or ())
+    return body
+
+
+@attrs.frozen
+class _Endpoint:
+    name: str
+    parse: object
+    flow: object
+    render: object
+    auth: bool
+
+
+def _auth_of(req):
+    return getattr(req, "auth", req)
+
+
+class Api:
+    """
+    The service's HTTP API.
+
+    @param env: the L{flows.Environment} every probe runs in.
+    @param max_concurrent: probes in flight at once; one more gets 429.
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, env: flows.Environment, max_concurrent: int = 200):
+        self._env = env
+        self._clock = env.clock
+        self._max_concurrent = max_concurrent
+        self.in_flight = 0
+
+    def resource(self):
+        return self.app.resource()
+
+    # -- plumbing
+
+    def _check_supported(self, req) -> None:
+        auth = _auth_of(req)
+        mechanism = getattr(auth, "mechanism", None)
+        if mechanism is not None and mechanism not in sasl.MECHANISMS:
+            raise RequestError(
+                400,
+                "mechanism %s is not supported by this service; supported: %s"
+                % (mechanism, ", ".join(sasl.IMPLEMENTED)),
+            )
+        if getattr(auth, "channel_binding", None) is not None:
+            raise RequestError(
+                400, "channelBinding needs a -PLUS mechanism, which this service does not support"
+            )
+        if auth.tls == "direct":
+            raise RequestError(400, "tls: \"direct\" is not supported by this service yet")
+
+    async def _run(self, request, endpoint: _Endpoint):
+        started = self._clock.seconds()
+        req = None
+        headers = None
+        acquired = False
+        try:
+            req = endpoint.parse(_read_json(request))
+            self._check_supported(req)
+            if self.in_flight >= self._max_concurrent:
+                raise RequestError(
+                    429,
+                    "Too many probes in flight (limit %d); retry later" % (self._max_concurrent,),
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+            self.in_flight += 1
+            acquired = True
+            result = await endpoint.flow(self._env, req, started)
+            status, body = 200, endpoint.render(result, req)
+            outcome = "ok"
+        except RequestError as e:
+            status = e.status
+            body = {"success": False, "error": e.message, **e.extra}
+            headers = e.headers
+            outcome = "refused %d" % (status,)
+        except flows.Failed as f:
+            status, body = 200, failure_json(f, _auth_of(req), endpoint.auth)
+            outcome = "failed %s" % (f.error.error_type,)
+        except CancelledError:
+            self.log.info(
+                "{endpoint} {target}: client went away after {ms} ms",
+                endpoint=endpoint.name,
+                target=_target(req),
+                ms=_ms(self._clock.seconds() - started),
+            )
+            raise
+        except Exception:
+            self.log.failure("{endpoint}: internal error", endpoint=endpoint.name)
+            status, body = 500, {"success": False, "error": "Internal error"}
+            outcome = "internal error"
+        finally:
+            if acquired:
+                self.in_flight -= 1
+        if status == 200 and "elapsedMs" not in body:
+            body["elapsedMs"] = _ms(self._clock.seconds() - started)
+        self.log.info(
+            "{endpoint} {target}: {outcome} in {ms} ms",
+            endpoint=endpoint.name,
+            target=_target(req),
+            outcome=outcome,
+            ms=_ms(self._clock.seconds() - started),
+        )
+        return _write_json(request, status, body, headers)
+
+    def _handle(self, request, endpoint):
+        return Deferred.fromCoroutine(self._run(request, endpoint))
+
+    # -- routes
+
+    @app.route("/api/xmpp/connect", methods=["POST"])
+    def connect(self, request):
+        return self._handle(
+            request, _Endpoint("connect", validate.parse_connect, flows.probe, connect_json, False)
+        )
+
+    @app.route("/api/xmpp/login", methods=["POST"])
+    def login(self, request):
+        return self._handle(
+            request, _Endpoint("login", validate.parse_login, flows.login, login_json, True)
+        )
+
+    @app.route("/api/xmpp/roster", methods=["POST"])
+    def roster(self, request):
+        return self._handle(
+            request, _Endpoint("roster", validate.parse_roster, flows.roster, roster_json, True)
+        )
+
+    @app.route("/api/xmpp/message", methods=["POST"])
+    def message(self, request):
+        return self._handle(
+            request,
+            _Endpoint("message", validate.parse_message, flows.message, message_json, True),
+        )
+
+    @app.route("/api/health", methods=["GET"])
+    def health(self, request):
+        return _write_json(
+            request, 200, {"status": "ok", "version": __version__, "inFlight": self.in_flight}
+        )
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request, failure):
+        return _write_json(request, 404, {"success": False, "error": "Not found"})
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(self, request, failure):
+        allowed = ", ".join(getattr(failure.value, "valid_methods", None) or [])
+        headers = {"Allow": allowed} if allowed else None
+        return _write_json(
+            request, 405, {"success": False, "error": "Method not allowed"}, headers
+        )
+
+
+def _target(req) -> str:
+    if req is None:
+        return "-"
+    auth = _auth_of(req)
+    return "%s:%d" % (auth.host, auth.port)

@@ -1,0 +1,128 @@
+"""Tests for portofcall_xmpp.tap and the twistd plugin."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from portofcall_xmpp import tap
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def temp_file(testcase, content):
+    """A temporary file holding C{content}, removed after the test."""
+    fd, path = tempfile.mkstemp()
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+    testcase.addCleanup(os.remove, path)
+    return path
+
+
+def parse(*argv):
+    options = tap.Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaults(self):
+        """Every SPEC §1 option has its documented default."""
+        options = parse()
+        self.assertEqual(
+            {k: options[k] for k in options.keys()},
+            {
+                "listen": "tcp:8080:interface=127.0.0.1",
+                "allow-private": 0,
+                "ca-file": None,
+                "max-concurrent": 200,
+                "read-timeout": 5000,
+                "dns-server": None,
+                "max-stanza-bytes": 4194304,
+            },
+        )
+
+    def test_all_options(self):
+        """Every option is parsed and converted."""
+        ca = temp_file(self, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+        options = parse(
+            "--listen", "tcp:0:interface=127.0.0.1", "--allow-private", "--ca-file", ca,
+            "--max-concurrent", "7", "--read-timeout", "1500", "--dns-server", "127.0.0.53:5353",
+            "--max-stanza-bytes", "8388608",
+        )  # fmt: skip
+        self.assertEqual(options["allow-private"], 1)
+        self.assertEqual(options["max-concurrent"], 7)
+        self.assertEqual(options["read-timeout"], 1500)
+        self.assertEqual(options["dns-server"], ("127.0.0.53", 5353))
+        self.assertEqual(options["max-stanza-bytes"], 8388608)
+        self.assertEqual(options["ca-file"], ca)
+
+    def test_bad_values(self):
+        """Bad values are usage errors naming the option."""
+        for argv, word in [
+            (["--max-concurrent", "0"], "max-concurrent"),
+            (["--max-concurrent", "lots"], "max-concurrent"),
+            (["--read-timeout", "-1"], "read-timeout"),
+            (["--max-stanza-bytes", "10"], "max-stanza-bytes"),
+            (["--dns-server", "nohost"], "dns-server"),
+            (["--dns-server", "1.2.3.4:99999"], "dns-server"),
+            (["--ca-file", "/nonexistent/ca.pem"], "ca-file"),
+        ]:
+            with self.assertRaises(usage.UsageError) as cm:
+                parse(*argv)
+            self.assertIn(word, str(cm.exception))
+
+    def test_ca_file_not_pem(self):
+        """A --ca-file without a PEM certificate is refused."""
+        path = temp_file(self, "hello")
+        self.assertRaises(usage.UsageError, parse, "--ca-file", path)
+
+
+class ServiceTests(SynchronousTestCase):
+    def test_listens(self):
+        """makeService listens where --listen says."""
+        reactor = MemoryReactorClock()
+        service = tap.makeService(parse("--listen", "tcp:8181:interface=127.0.0.2"), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (8181, "127.0.0.2"))
+        self.assertEqual(factory.requestFactory.__name__, "LimitedRequest")
+
+    def test_dns_server(self):
+        """--dns-server builds a resolver bound to that server."""
+        reactor = MemoryReactorClock()
+        service = tap.makeService(parse("--dns-server", "127.0.0.53:53"), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(len(reactor.tcpServers), 1)
+
+
+class PluginTests(SynchronousTestCase):
+    def test_help(self):
+        """twistd lists the plugin and its --help shows every SPEC §1 option."""
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        out = subprocess.run(
+            [sys.executable, "-m", "twisted", "portofcall-xmpp", "--help"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for option in (
+            "--listen",
+            "--allow-private",
+            "--ca-file",
+            "--max-concurrent",
+            "--read-timeout",
+            "--dns-server",
+            "--max-stanza-bytes",
+        ):
+            self.assertIn(option, out.stdout)

@@ -1,0 +1,385 @@
+"""Tests for portofcall_xmpp.web through treq's StubTreq (in memory)."""
+
+import base64
+import json
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from xmpp_fakes import (
+    FEATURES,
+    HEADER,
+    FakeConnector,
+    ScriptedTransport,
+    login_script,
+    sasl_failure,
+    stream_error,
+)
+
+from portofcall_xmpp import flows
+from portofcall_xmpp.errors import ConnectError, DestinationBlocked
+from portofcall_xmpp.web import MAX_BODY_BYTES, Api
+
+BASE = "http://probe.test"
+AUTH = {"host": "example.com", "username": "alice", "password": "Marker-Pw-77"}
+
+
+class WebCase(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.logged = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def api(self, script=(), error=None, max_concurrent=200, connect=None):
+        self.transport = ScriptedTransport(script)
+        self.connector = FakeConnector(self.transport, error)
+        env = flows.Environment(connect or self.connector.connect, self.clock, 5.0)
+        self.app = Api(env, max_concurrent=max_concurrent)
+        self.stub = StubTreq(self.app.resource())
+        return self.stub
+
+    def post(self, path, body, headers=None, raw=None, advance=None):
+        if raw is None:
+            raw = json.dumps(body).encode()
+        hdrs = {"Content-Type": ["application/json"]} if headers is None else headers
+        d = self.stub.post(BASE + path, data=raw, headers=hdrs)
+        if advance:
+            self.clock.advance(advance)
+        self.stub.flush()
+        response = self.successResultOf(d)
+        content = self.successResultOf(response.content())
+        return response, json.loads(content)
+
+
+class RequestRuleTests(WebCase):
+    def test_content_type(self):
+        """A body without Content-Type application/json gets 415."""
+        self.api()
+        response, body = self.post("/api/xmpp/connect", {"host": "x"}, headers={})
+        self.assertEqual(response.code, 415)
+        self.assertEqual(body, {"success": False, "error": "Content-Type must be application/json"})
+
+    def test_form_post(self):
+        """A cross-site form post (urlencoded) gets 415."""
+        self.api()
+        response, _ = self.post(
+            "/api/xmpp/connect",
+            None,
+            raw=b"host=x",
+            headers={"Content-Type": ["application/x-www-form-urlencoded"]},
+        )
+        self.assertEqual(response.code, 415)
+
+    def test_charset_allowed(self):
+        """application/json with a charset parameter is accepted."""
+        self.api([(b"xml:lang='en'>", HEADER + FEATURES)])
+        response, body = self.post(
+            "/api/xmpp/connect",
+            {"host": "example.com"},
+            headers={"Content-Type": ["application/json; charset=utf-8"]},
+        )
+        self.assertEqual((response.code, body["success"]), (200, True))
+
+    def test_too_large(self):
+        """A body over 64 KiB gets 413."""
+        self.api()
+        raw = json.dumps({"host": "x", "pad": "a" * MAX_BODY_BYTES}).encode()
+        response, body = self.post("/api/xmpp/connect", None, raw=raw)
+        self.assertEqual(response.code, 413)
+        self.assertEqual(body["error"], "Request body exceeds 65536 bytes")
+
+    def test_not_json(self):
+        """A body that is not JSON gets 400."""
+        self.api()
+        response, body = self.post("/api/xmpp/connect", None, raw=b"{host:")
+        self.assertEqual((response.code, body["error"]), (400, "Request body is not valid JSON"))
+
+    def test_deep_json(self):
+        """Deeply nested JSON is a 400, not a crash."""
+        self.api()
+        response, _ = self.post("/api/xmpp/connect", None, raw=b"[" * 30000 + b"]" * 30000)
+        self.assertEqual(response.code, 400)
+
+    def test_nan(self):
+        """NaN is not JSON."""
+        self.api()
+        response, _ = self.post("/api/xmpp/connect", None, raw=b'{"host": "x", "port": NaN}')
+        self.assertEqual(response.code, 400)
+
+    def test_not_object(self):
+        """A JSON value that is not an object gets 400."""
+        self.api()
+        response, body = self.post("/api/xmpp/connect", ["host"])
+        self.assertEqual(
+            (response.code, body["error"]), (400, "Request body must be a JSON object")
+        )
+
+    def test_missing_host(self):
+        """A missing host uses the reference wording."""
+        self.api()
+        response, body = self.post("/api/xmpp/connect", {})
+        self.assertEqual(
+            (response.code, body),
+            (400, {"success": False, "error": "Missing required parameter: host"}),
+        )
+
+    def test_missing_credentials(self):
+        """Auth endpoints missing a credential use the reference wording."""
+        self.api()
+        for path in ("/api/xmpp/login", "/api/xmpp/roster", "/api/xmpp/message"):
+            response, body = self.post(path, {"host": "example.com", "username": "a"})
+            self.assertEqual(response.code, 400)
+            self.assertEqual(body["error"], "host, username, and password are required")
+
+    def test_missing_recipient(self):
+        """/message without recipient: 'recipient is required'."""
+        self.api()
+        response, body = self.post("/api/xmpp/message", AUTH)
+        self.assertEqual((response.code, body["error"]), (400, "recipient is required"))
+
+    def test_invalid_field(self):
+        """An invalid field gets 400 naming the field."""
+        self.api()
+        response, body = self.post("/api/xmpp/connect", {"host": "example.com", "port": 70000})
+        self.assertEqual(response.code, 400)
+        self.assertIn("port", body["error"])
+
+    def test_unsupported_mechanism(self):
+        """A mechanism this service cannot run gets 400 naming what it can."""
+        self.api()
+        response, body = self.post("/api/xmpp/login", {**AUTH, "mechanism": "SCRAM-SHA-1"})
+        self.assertEqual(response.code, 400)
+        self.assertIn("mechanism SCRAM-SHA-1 is not supported", body["error"])
+
+    def test_blocked(self):
+        """A destination the policy refuses gets 403 with blocked: true."""
+        self.api(error=DestinationBlocked("Destination 10.1.2.3 is not allowed"))
+        response, body = self.post("/api/xmpp/connect", {"host": "10.1.2.3"})
+        self.assertEqual(response.code, 403)
+        self.assertEqual(
+            body,
+            {"success": False, "error": "Destination 10.1.2.3 is not allowed", "blocked": True},
+        )
+
+    def test_too_many(self):
+        """One probe more than --max-concurrent gets 429 with Retry-After."""
+        pending = Deferred()
+        self.api(max_concurrent=1, connect=lambda host, port, proto: pending)
+        first = self.stub.post(
+            BASE + "/api/xmpp/connect",
+            data=b'{"host": "example.com"}',
+            headers={"Content-Type": ["application/json"]},
+        )
+        self.assertEqual(self.app.in_flight, 1)
+        response, body = self.post("/api/xmpp/connect", {"host": "example.com"})
+        self.assertEqual(response.code, 429)
+        self.assertEqual(response.headers.getRawHeaders("retry-after"), ["1"])
+        self.assertFalse(body["success"])
+        self.clock.advance(10)
+        self.stub.flush()
+        self.successResultOf(first)
+        self.assertEqual(self.app.in_flight, 0)
+
+    def test_not_found(self):
+        """Unknown paths get a JSON 404."""
+        self.api()
+        response, body = self.post("/api/xmpp/nope", {})
+        self.assertEqual((response.code, body["success"]), (404, False))
+
+    def test_method_not_allowed(self):
+        """GET on a probe endpoint gets a JSON 405."""
+        self.api()
+        d = self.stub.get(BASE + "/api/xmpp/connect")
+        self.stub.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 405)
+
+    def test_health(self):
+        """GET /api/health answers status ok."""
+        self.api()
+        response = self.successResultOf(self.stub.get(BASE + "/api/health"))
+        body = json.loads(self.successResultOf(response.content()))
+        self.assertEqual((response.code, body["status"]), (200, "ok"))
+
+    def test_internal_error(self):
+        """An unexpected exception gets a 500 without a traceback."""
+
+        def broken(host, port, proto):
+            raise RuntimeError("secret internals")
+
+        self.api(connect=broken)
+        response, body = self.post("/api/xmpp/connect", {"host": "example.com"})
+        self.assertEqual(
+            (response.code, body), (500, {"success": False, "error": "Internal error"})
+        )
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class ConnectEndpointTests(WebCase):
+    def test_success(self):
+        """A successful probe answers the SPEC §3 fields."""
+        self.api([(b"xml:lang='en'>", HEADER + FEATURES)])
+        response, body = self.post("/api/xmpp/connect", {"host": "example.com"})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(
+            response.headers.getRawHeaders("content-type"), ["application/json; charset=utf-8"]
+        )
+        expected = {
+            "success": True,
+            "message": "XMPP server reachable",
+            "host": "example.com",
+            "port": 5222,
+            "domain": "example.com",
+            "streamId": "s1",
+            "serverFrom": "example.com",
+            "xmppVersion": "1.0",
+            "tls": {"available": True, "required": False, "negotiated": False},
+            "saslMechanisms": ["SCRAM-SHA-1", "PLAIN"],
+            "compressionMethods": ["zlib"],
+            "features": ["starttls"],
+            "featureNamespaces": [
+                "urn:ietf:params:xml:ns:xmpp-tls",
+                "urn:ietf:params:xml:ns:xmpp-sasl",
+                "http://jabber.org/features/compress",
+                "http://jabber.org/protocol/caps",
+            ],
+            "saslChannelBindings": [],
+            "streamLang": "en",
+            "raw": (HEADER + FEATURES).decode(),
+            "elapsedMs": 0,
+        }
+        self.assertEqual(body, expected)
+        self.assertNotIn("phases", body)
+
+    def test_stream_error(self):
+        """A stream error answers 200 with the SPEC §3 failure fields."""
+        data = HEADER + stream_error("host-unknown", "nope")
+        self.api([(b"xml:lang='en'>", data)])
+        response, body = self.post("/api/xmpp/connect", {"host": "example.com"})
+        self.assertEqual(
+            body,
+            {
+                "success": False,
+                "error": "XMPP stream error: host-unknown",
+                "errorType": "stream_error",
+                "host": "example.com",
+                "port": 5222,
+                "streamErrorText": "nope",
+                "raw": data.decode(),
+                "elapsedMs": 0,
+            },
+        )
+
+    def test_connect_error(self):
+        """A refused connection answers 200, errorType connect."""
+        self.api(error=ConnectError("Connection refused: 203.0.113.9:5222"))
+        response, body = self.post("/api/xmpp/connect", {"host": "example.com"})
+        self.assertEqual((response.code, body["errorType"]), (200, "connect"))
+        self.assertNotIn("raw", body)
+
+    def test_timeout(self):
+        """A silent server answers 200 with errorType timeout."""
+        self.api([])
+        response, body = self.post("/api/xmpp/connect", {"host": "example.com"}, advance=5)
+        self.assertEqual((body["errorType"], body["elapsedMs"]), ("timeout", 5000))
+        self.assertTrue(body["error"].startswith("Read timeout"))
+
+    def test_transcript(self):
+        """transcript: true adds dir/ms/xml entries."""
+        self.api([(b"xml:lang='en'>", HEADER + FEATURES)])
+        _, body = self.post("/api/xmpp/connect", {"host": "example.com", "transcript": True})
+        self.assertEqual([e["dir"] for e in body["transcript"]], ["out", "in", "in", "out"])
+        self.assertEqual(set(body["transcript"][0]), {"dir", "ms", "xml"})
+
+    def test_one_log_line(self):
+        """Each probe logs one line, without a traceback."""
+        self.api([(b"xml:lang='en'>", HEADER + b"garbage<<<")])
+        self.post("/api/xmpp/connect", {"host": "example.com"})
+        lines = [e for e in self.logged if e.get("log_namespace", "").startswith("portofcall_xmpp")]
+        self.assertEqual(len(lines), 1)
+        self.assertNotIn("log_failure", lines[0])
+
+
+class AuthEndpointTests(WebCase):
+    def test_login(self):
+        """A successful login answers the SPEC §4 fields."""
+        self.api(login_script())
+        response, body = self.post("/api/xmpp/login", AUTH)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body["message"], "XMPP login successful")
+        self.assertEqual(body["jid"], "alice@example.com/portofcall-x1")
+        self.assertEqual(body["mechanism"], "PLAIN")
+        self.assertEqual(body["warnings"], ["credentials sent without TLS"])
+        self.assertEqual(set(body["timings"]), set(body["phases"]))
+        for key in ("host", "port", "domain", "features", "saslMechanisms", "tls", "elapsedMs"):
+            self.assertIn(key, body)
+
+    def test_login_failure(self):
+        """A SASL failure answers 200 with errorType sasl and the phases."""
+        self.api(login_script(after_auth=sasl_failure("not-authorized")))
+        response, body = self.post("/api/xmpp/login", AUTH)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body["success"], False)
+        self.assertEqual(body["error"], "SASL authentication failed: not-authorized")
+        self.assertEqual(body["errorType"], "sasl")
+        self.assertEqual(body["phases"], ["stream_opened", "sasl_plain_sent"])
+
+    def test_roster(self):
+        """/roster answers the roster with total, version and contacts."""
+        reply = (
+            b"<iq type='result' id='roster1'><query xmlns='jabber:iq:roster'>"
+            b"<item jid='bob@example.com' name='Bob'><group>A</group><group>B</group></item>"
+            b"</query></iq>"
+        )
+        self.api(login_script(tail=[(b"</iq>", reply)]))
+        _, body = self.post("/api/xmpp/roster", AUTH)
+        self.assertEqual(
+            body["roster"],
+            {
+                "total": 1,
+                "version": None,
+                "contacts": [
+                    {
+                        "jid": "bob@example.com",
+                        "name": "Bob",
+                        "subscription": "none",
+                        "ask": None,
+                        "groups": ["A", "B"],
+                    }
+                ],
+            },
+        )
+        self.assertEqual(body["phases"][-1], "roster_received")
+
+    def test_message(self):
+        """/message answers message, deliveryError, deliveryErrorCondition and receipt."""
+        self.api(login_script())
+        _, body = self.post(
+            "/api/xmpp/message", {**AUTH, "recipient": "bob@example.com"}, advance=2
+        )
+        self.assertEqual(body["message"]["to"], "bob@example.com")
+        self.assertEqual(body["message"]["body"], "Hello from PortOfCall")
+        self.assertTrue(body["message"]["id"].startswith("poc_"))
+        self.assertIsNone(body["deliveryError"])
+        self.assertIsNone(body["deliveryErrorCondition"])
+        self.assertEqual(body["receipt"], {"requested": False, "received": False, "ms": None})
+        self.assertEqual(body["phases"][-1], "message_sent")
+
+    def test_no_credentials_leak(self):
+        """The password appears in no response, transcript or log line."""
+        marker = AUTH["password"]
+        encoded = base64.b64encode(b"\0alice\0" + marker.encode()).decode()
+        bodies = []
+        self.api(login_script())
+        bodies.append(self.post("/api/xmpp/login", {**AUTH, "transcript": True})[1])
+        self.api(login_script(after_auth=sasl_failure("not-authorized")))
+        bodies.append(self.post("/api/xmpp/login", {**AUTH, "transcript": True})[1])
+        self.api([])
+        bodies.append(self.post("/api/xmpp/login", {**AUTH, "transcript": True}, advance=5)[1])
+        text = json.dumps(bodies) + repr(self.logged)
+        self.assertIn("[redacted]", text)
+        self.assertNotIn(marker, text)
+        self.assertNotIn(encoded, text)
