@@ -18,10 +18,9 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
-    connectProtocol,
     wrapClientTLS,
 )
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 
 from portofcall_xmpp.errors import ConnectError, DNSError
 from portofcall_xmpp.policy import IPAddress, Policy, parse_ip_literal
@@ -140,4 +139,16 @@ class Connector:
         endpoint = endpoint_type(self._reactor, str(addr), port, timeout=self._connect_timeout)
         if tls_context is not None:
             endpoint = wrapClientTLS(tls_context, endpoint)
-        return connectProtocol(endpoint, protocol)
+        return endpoint.connect(_OneShotFactory(protocol))
+
+
+class _OneShotFactory(Factory):
+    """Hand out one protocol instance, quietly (one log line per probe)."""
+
+    noisy = False
+
+    def __init__(self, protocol: Protocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr):
+        return self._protocol

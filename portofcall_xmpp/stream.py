@@ -44,7 +44,11 @@ class Limits:
         block), counted from its first byte to its last.
     @ivar max_depth: the deepest nesting inside a top-level element.
     @ivar max_elements: the most elements inside one top-level element
-        (default: one per 10 bytes of C{max_element_bytes}).
+        (default: one per 16 bytes of C{max_element_bytes}: a roster item or
+        group is never smaller, so this never stops a roster that fits the
+        byte cap, and it bounds the CPU a stream of tiny elements can cost).
+    @ivar max_total_elements: the most elements on one connection (default:
+        twice C{max_elements}).
     @ivar max_total_bytes: the most bytes read from one connection (default:
         four times C{max_element_bytes}, at least 16 MiB).
     """
@@ -52,11 +56,16 @@ class Limits:
     max_element_bytes: int = DEFAULT_MAX_STANZA_BYTES
     max_depth: int = 64
     max_elements: int = attrs.field()
+    max_total_elements: int = attrs.field()
     max_total_bytes: int = attrs.field()
 
     @max_elements.default
     def _default_elements(self):
-        return max(self.max_element_bytes // 10, 1000)
+        return max(self.max_element_bytes // 16, 1000)
+
+    @max_total_elements.default
+    def _default_total_elements(self):
+        return 2 * self.max_elements
 
     @max_total_bytes.default
     def _default_total(self):
@@ -121,6 +130,7 @@ class XMLStreamParser:
         self._limits = limits or Limits()
         self.events: list = []
         self.total_bytes = 0
+        self.total_elements = 0
         self._error = None
         self._new_parser()
 
@@ -292,6 +302,14 @@ class XMLStreamParser:
             self._count = 0
             self._start_offset = self._parser.CurrentByteIndex
         self._count += 1
+        self.total_elements += 1
+        if self.total_elements > self._limits.max_total_elements:
+            raise _Halt(
+                TooLarge(
+                    "Server sent more than %d elements on one connection"
+                    % (self._limits.max_total_elements,)
+                )
+            )
         if self._count > self._limits.max_elements:
             raise _Halt(
                 TooLarge(

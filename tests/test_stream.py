@@ -255,6 +255,12 @@ class LimitTests(SynchronousTestCase):
         e = parse_error(self, HEADER + b"<a>" + b"<b/>" * 200 + b"</a>", limits)
         self.assertIn("more than 100 child elements", e.message)
 
+    def test_total_elements(self):
+        """A connection may not send more than max_total_elements elements in all."""
+        limits = Limits(max_element_bytes=1 << 20, max_elements=100, max_total_elements=150)
+        e = parse_error(self, HEADER + b"<a>" + b"<b/>" * 50 + b"</a>" * 1 + b"<c/>" * 120, limits)
+        self.assertIn("more than 150 elements on one connection", e.message)
+
     def test_total_bytes(self):
         """A connection may not send more than max_total_bytes in all."""
         limits = Limits(max_element_bytes=1024, max_total_bytes=10000)
@@ -269,6 +275,7 @@ class LimitTests(SynchronousTestCase):
             (4 * 1024 * 1024, 64, 16 * 1024 * 1024),
         )
         self.assertEqual(Limits(max_element_bytes=8 << 20).max_total_bytes, 32 << 20)
+        self.assertEqual((limits.max_elements, limits.max_total_elements), (262144, 524288))
 
 
 class PropertyTests(SynchronousTestCase):
