@@ -85,7 +85,9 @@ def _write_json(request, status: int, obj, headers=None) -> bytes:
     request.setHeader("x-content-type-options", "nosniff")
     for name, value in (headers or {}).items():
         request.setHeader(name, value)
-    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    body = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    request.setHeader("content-length", str(len(body)))
+    return body
 
 
 # -- results to JSON
