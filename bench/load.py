@@ -254,7 +254,8 @@ def main() -> int:
     )  # fmt: skip
     for endpoint, level, raw, svc, hwm in results:
         print(
-            "%-8s %6d | %7.2fms %7.2fms %8.0f | %7.2fms %7.2fms %8.0f | %8.2f %8.2f | %d/%d, %.0f MiB"
+            "%-8s %6d | %7.2fms %7.2fms %8.0f | %7.2fms %7.2fms %8.0f | %8.2f %8.2f "
+            "| %d/%d, %.0f MiB"
             % (
                 endpoint, level, raw["p50"], raw["p99"], raw["rate"], svc["p50"], svc["p99"],
                 svc["rate"], svc["p50"] / raw["p50"], svc["rate"] / raw["rate"],
