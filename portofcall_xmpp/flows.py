@@ -71,12 +71,16 @@ class Environment:
     @ivar clock: where time comes from.
     @ivar read_timeout: seconds for each wait for one reply.
     @ivar limits: what one server may send.
+    @ivar to_thread: C{f -> Deferred} running CPU-heavy steps (SCRAM key
+        derivation) off the reactor thread: C{deferToThread} in production;
+        C{None} runs them inline (tests).
     """
 
     connect: Callable
     clock: IReactorTime
     read_timeout: float = 5.0
     limits: Limits = attrs.Factory(Limits)
+    to_thread: Callable | None = None
 
 
 class Trace:
@@ -152,6 +156,7 @@ class AuthResult:
     features: Features
     sasl_mechanisms: tuple[str, ...]
     mechanism: str
+    channel_binding: str | None
     tls: TLSInfo
     warnings: tuple[str, ...]
     elapsed: float
@@ -209,6 +214,8 @@ class _Session:
         self.domain = domain
         self.proto = XMPPClientProtocol(env.clock, env.limits, trace.transcript)
         self.tls = TLSInfo(False, False)
+        self.channel_binding: tuple[str, bytes] | None = None
+        self.binding_used: str | None = None
 
     async def open(self) -> tuple[StreamHeader, Features]:
         """Connect, send our header, read the server's header and features."""
@@ -242,8 +249,16 @@ class _Session:
 
     async def authenticate(self, features: Features, username: str, password: str, requested):
         """SASL (RFC 6120 §6): returns the mechanism's name once authenticated."""
-        name = sasl.choose(requested, features.mechanisms)
-        mechanism = sasl.create(name, username, password)
+        offered = features.mechanisms
+        name = sasl.choose(requested, offered, can_bind=self.channel_binding is not None)
+        mechanism = sasl.create(
+            name,
+            username,
+            password,
+            channel_binding=self.channel_binding,
+            server_offers_plus=sasl.server_offers_plus(offered),
+            to_thread=self.env.to_thread,
+        )
         auth = domish.Element((NS_SASL, "auth"))
         auth["mechanism"] = name
         auth.addContent(_b64(mechanism.initial_response()))
@@ -272,6 +287,9 @@ class _Session:
             element.addContent(_b64(response))
             self.proto.send(element)
         self.trace.phase("authenticated")
+        for warning in getattr(mechanism, "warnings", ()):
+            self.trace.warn(warning)
+        self.binding_used = getattr(mechanism, "channel_binding_type", None)
         return name
 
     async def restart(self) -> Features:
@@ -424,6 +442,7 @@ async def _login(session: _Session, req) -> AuthResult:
         features=features,
         sasl_mechanisms=offered,
         mechanism=mechanism,
+        channel_binding=session.binding_used,
         tls=session.tls,
         warnings=tuple(trace.warnings),
         elapsed=0.0,

@@ -18,13 +18,16 @@ from collections import deque
 from collections.abc import Callable
 from xml.sax.saxutils import quoteattr
 
-from twisted.internet.defer import CancelledError, Deferred
+from OpenSSL.SSL import Connection as OpenSSLConnection
+from OpenSSL.SSL import Error as OpenSSLError
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.words.xish import domish
+from zope.interface import implementer
 
-from .errors import Closed, ProbeError, ReadTimeout, StreamError
+from .errors import Closed, ProbeError, ReadTimeout, StreamError, TLSFailure
 from .parse import NS_CLIENT, is_stream_error, parse_stream_error, to_xml
 from .stream import NS_STREAMS, Limits, Stanza, StreamEnd, StreamHeader, XMLStreamParser
 
@@ -87,6 +90,16 @@ class _Failure:
         )
 
 
+def _openssl_reason(error: OpenSSLError) -> str:
+    """OpenSSL's error queue in words: C{"certificate verify failed"}..."""
+    parts = []
+    for item in error.args[0] if error.args and isinstance(error.args[0], list) else []:
+        if isinstance(item, tuple) and len(item) == 3 and item[2]:
+            parts.append(str(item[2]))
+    return "; ".join(parts) or str(error) or "TLS error"
+
+
+@implementer(IHandshakeListener)
 class XMPPClientProtocol(Protocol):
     """
     One client-to-server XML stream.
@@ -118,6 +131,9 @@ class XMPPClientProtocol(Protocol):
         self._stream_offset = 0
         self.header: StreamHeader | None = None
         self.bytes_received = 0
+        self._tls_started = False
+        self._tls_waiter: Deferred | None = None
+        self.tls_established = False
 
     # -- Protocol
 
@@ -141,13 +157,35 @@ class XMPPClientProtocol(Protocol):
             self.transport.abortConnection()
         self._deliver()
 
+    def handshakeCompleted(self) -> None:
+        self.tls_established = True
+        waiter, self._tls_waiter = self._tls_waiter, None
+        if waiter is not None:
+            waiter.callback(self)
+
     def connectionLost(self, reason) -> None:
         self._lost = True
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
         if self._failure is None and not self._closing:
-            if reason.check(ConnectionDone):
+            if self._tls_started and not self.tls_established:
+                if reason.check(OpenSSLError):
+                    error = TLSFailure(
+                        "TLS handshake failed: %s" % (_openssl_reason(reason.value),)
+                    )
+                else:
+                    error = TLSFailure("Server closed the connection during the TLS handshake")
+                self._failure = _Failure(error, contextual=False)
+                self._queue.append(self._failure)
+                waiter, self._tls_waiter = self._tls_waiter, None
+                if waiter is not None:
+                    waiter.errback(error)
+            elif reason.check(OpenSSLError):
+                error = TLSFailure("TLS error: %s" % (_openssl_reason(reason.value),))
+                self._failure = _Failure(error, contextual=False)
+                self._queue.append(self._failure)
+            elif reason.check(ConnectionDone):
                 error = Closed("Server closed the connection")
             else:
                 error = Closed("Connection reset by server")
@@ -286,6 +324,57 @@ class XMPPClientProtocol(Protocol):
         if self._failure is None:
             self._parser.restart()
 
+    def start_tls(self, creator, timeout: float) -> Deferred:
+        """
+        Upgrade the connection with C{transport.startTLS(creator)}
+        (STARTTLS, RFC 6120 §5.4.3.3) and restart the stream.
+
+        @return: a Deferred that fires when the TLS handshake has completed,
+            or fails with L{TLSFailure} (handshake error, peer closed) or
+            L{ReadTimeout}.
+        """
+        self.restart_stream()
+        self._tls_started = True
+        self.transport.startTLS(creator)
+        return self.wait_handshake(timeout)
+
+    def expect_tls(self) -> None:
+        """The transport is TLS from the first byte (XEP-0368)."""
+        self._tls_started = True
+
+    def wait_handshake(self, timeout: float) -> Deferred:
+        """
+        Wait for the TLS handshake of L{start_tls} or of a direct-TLS
+        transport to complete.
+        """
+        if self.tls_established:
+            return succeed(self)
+        if self._failure is not None:
+            return fail(self._failure.for_wait("the TLS handshake"))
+
+        def cancel(d):
+            if self._tls_waiter is d:
+                self._tls_waiter = None
+
+        def timed_out(result, timeout_):
+            raise ReadTimeout(
+                "Read timeout: the TLS handshake did not complete within %d ms"
+                % (round(timeout * 1000),)
+            )
+
+        d = Deferred(cancel)
+        self._tls_waiter = d
+        return d.addTimeout(timeout, self._clock, onTimeoutCancel=timed_out)
+
+    def tls_connection(self):
+        """The C{OpenSSL.SSL.Connection} of this TLS transport, or None."""
+        handle = getattr(self.transport, "getHandle", lambda: None)()
+        if isinstance(handle, OpenSSLConnection):
+            return handle
+        tls = getattr(self.transport, "protocol", None)
+        conn = getattr(tls, "_tlsConnection", None)
+        return conn if isinstance(conn, OpenSSLConnection) else None
+
     def raw(self) -> str:
         """
         SPEC §3 C{raw}: the first 2000 characters the server sent, up to the
@@ -316,6 +405,9 @@ class XMPPClientProtocol(Protocol):
         if self._waiter is not None:
             _, d, _ = self._waiter
             self._waiter = None
+            d.errback(CancelledError())
+        if self._tls_waiter is not None:
+            d, self._tls_waiter = self._tls_waiter, None
             d.errback(CancelledError())
         if self._lost or self.transport is None:
             return

@@ -3,7 +3,9 @@ SASL mechanisms (RFC 4422) as pure objects: credentials in, bytes out.
 
 A mechanism is used by the login flow like this::
 
-    mech = create(name, username, password)
+    name = choose(requested, offered, can_bind=binding is not None)
+    mech = create(name, username, password, channel_binding=binding,
+                  server_offers_plus=server_offers_plus(offered), to_thread=deferToThread)
     initial = mech.initial_response()        # bytes, or None for no data
     # ...for each <challenge/>:
     response = await maybeDeferred(mech.respond, challenge_bytes)
@@ -12,12 +14,13 @@ A mechanism is used by the login flow like this::
 
 The flow does the framing (base64, the C{<auth>}/C{<response>} elements).
 C{respond} may return a Deferred: mechanisms with expensive key derivation
-run it off the reactor thread.
+run it off the reactor thread.  SCRAM lives in L{portofcall_xmpp.scram}.
 """
 
 from __future__ import annotations
 
 from .errors import SASLFailure
+from .scram import Scram
 
 # SPEC §4: the default preference, strongest first.
 PREFERENCE = (
@@ -56,33 +59,75 @@ class Plain:
             raise SASLFailure("SASL PLAIN: the server sent unexpected data with <success/>")
 
 
+def _scram_mechanism(name: str) -> type[Scram]:
+    """A L{Scram} subclass constructed like every mechanism: C{cls(username, password)}."""
+
+    def __init__(self, username: str, password: str, **options):
+        Scram.__init__(self, name, username, password, **options)
+
+    doc = "%s (RFC 5802): keyword options as for L{Scram}." % (name,)
+    return type(name.replace("-", "_"), (Scram,), {"__init__": __init__, "__doc__": doc})
+
+
 MECHANISMS = {"PLAIN": Plain}
+for _name in PREFERENCE:
+    if _name.startswith("SCRAM-"):
+        MECHANISMS[_name] = _scram_mechanism(_name)
+del _name
 
 # The mechanisms this service can run, in SPEC §4 preference order.
 IMPLEMENTED = tuple(name for name in PREFERENCE if name in MECHANISMS)
 
 
-def choose(requested: str | None, offered) -> str:
+def is_plus(name: str) -> bool:
+    """Whether C{name} is a channel-binding (-PLUS) mechanism."""
+    return name.endswith("-PLUS")
+
+
+def server_offers_plus(offered) -> bool:
+    """
+    Whether the server offers a SCRAM -PLUS mechanism, i.e. claims to support
+    channel binding (decides the SCRAM C{y} flag: see L{portofcall_xmpp.scram}).
+    """
+    return any(name.startswith("SCRAM-") and is_plus(name) for name in offered)
+
+
+def choose(requested: str | None, offered, *, can_bind: bool = False) -> str:
     """
     The mechanism to use: C{requested} if the server offers it, else the
-    strongest implemented mechanism the server offers.
+    strongest implemented mechanism the server offers.  -PLUS mechanisms are
+    chosen by default only when C{can_bind} (TLS with channel-binding data).
 
-    @raise SASLFailure: with the reference wording when nothing fits.
+    @raise SASLFailure: with the reference wording when nothing fits; a
+        requested -PLUS mechanism without C{can_bind} says binding needs TLS.
     """
     available = ", ".join(offered) if offered else "none"
     if requested is not None:
+        if requested in MECHANISMS and is_plus(requested) and not can_bind:
+            raise SASLFailure(
+                "SASL %s: channel binding needs TLS (with channel-binding data). Available: %s"
+                % (requested, available)
+            )
         if requested in offered and requested in MECHANISMS:
             return requested
         raise SASLFailure("SASL %s not supported. Available: %s" % (requested, available))
     for name in IMPLEMENTED:
-        if name in offered:
+        if name in offered and (can_bind or not is_plus(name)):
             return name
     raise SASLFailure("No supported SASL mechanism. Available: %s" % (available,))
 
 
-def create(name: str, username: str, password: str):
-    """A fresh mechanism object for one authentication exchange."""
-    return MECHANISMS[name](username, password)
+def create(name: str, username: str, password: str, **options):
+    """
+    A fresh mechanism object for one authentication exchange.
+
+    C{options} (C{channel_binding}, C{server_offers_plus}, C{to_thread}) go
+    to SCRAM mechanisms; PLAIN ignores them.
+    """
+    cls = MECHANISMS[name]
+    if issubclass(cls, Scram):
+        return cls(username, password, **options)
+    return cls(username, password)
 
 
 def phase_name(mechanism: str) -> str:

@@ -108,6 +108,8 @@ class Options(usage.Options):
 
 def build_api(options, reactor):
     """The L{web.Api} for parsed C{options}, on C{reactor}."""
+    from twisted.internet.threads import deferToThreadPool
+
     from .connect import Connector
     from .flows import Environment
     from .policy import Policy
@@ -127,6 +129,7 @@ def build_api(options, reactor):
         clock=reactor,
         read_timeout=read_timeout,
         limits=Limits(max_element_bytes=options["max-stanza-bytes"]),
+        to_thread=lambda f: deferToThreadPool(reactor, reactor.getThreadPool(), f),
     )
     return Api(env, max_concurrent=options["max-concurrent"])
 

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from . import __version__, flows, sasl, validate
+from . import __version__, flows, validate
 from .errors import RequestError
 
 MAX_BODY_BYTES = 64 * 1024
@@ -138,6 +138,7 @@ def _auth_base(result: flows.AuthResult, req, message: str | None) -> dict:
         "features": list(result.features.features),
         "saslMechanisms": list(result.sasl_mechanisms),
         "mechanism": result.mechanism,
+        "channelBinding": result.channel_binding,
         "tls": _tls_json(result.tls),
     }
     if message is not None:
@@ -254,17 +255,6 @@ class Api:
 
     def _check_supported(self, req) -> None:
         auth = _auth_of(req)
-        mechanism = getattr(auth, "mechanism", None)
-        if mechanism is not None and mechanism not in sasl.MECHANISMS:
-            raise RequestError(
-                400,
-                "mechanism %s is not supported by this service; supported: %s"
-                % (mechanism, ", ".join(sasl.IMPLEMENTED)),
-            )
-        if getattr(auth, "channel_binding", None) is not None:
-            raise RequestError(
-                400, "channelBinding needs a -PLUS mechanism, which this service does not support"
-            )
         if auth.tls == "direct":
             raise RequestError(400, "tls: \"direct\" is not supported by this service yet")
 

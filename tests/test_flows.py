@@ -84,7 +84,7 @@ class ProbeTests(FlowCase):
         self.assertEqual(result.header.from_, "example.com")
         self.assertEqual(result.header.version, "1.0")
         f = result.features
-        self.assertEqual(f.mechanisms, ("SCRAM-SHA-1", "PLAIN"))
+        self.assertEqual(f.mechanisms, ("DIGEST-MD5", "PLAIN"))
         self.assertEqual(f.compression, ("zlib",))
         self.assertEqual(f.features, ("starttls",))
         self.assertEqual(
@@ -221,7 +221,7 @@ class LoginTests(FlowCase):
         self.assertEqual(list(result.phases), AUTH_PHASES)
         self.assertEqual(list(result.timings), AUTH_PHASES)
         self.assertEqual(result.mechanism, "PLAIN")
-        self.assertEqual(result.sasl_mechanisms, ("SCRAM-SHA-1", "PLAIN"))
+        self.assertEqual(result.sasl_mechanisms, ("DIGEST-MD5", "PLAIN"))
         self.assertEqual(
             result.features.features,
             (
@@ -295,7 +295,7 @@ class LoginTests(FlowCase):
         """No PLAIN offered: the reference's 'No supported SASL mechanism' wording."""
         f = self.failed(self.login(login_script(features=FEATURES_NO_PLAIN)), "sasl")
         self.assertEqual(
-            f.error.message, "No supported SASL mechanism. Available: SCRAM-SHA-1, X-OAUTH2"
+            f.error.message, "No supported SASL mechanism. Available: DIGEST-MD5, X-OAUTH2"
         )
         self.assertEqual(list(f.phases), ["stream_opened"])
         self.assertNotIn(b"<auth", self.transport.value())
@@ -305,7 +305,7 @@ class LoginTests(FlowCase):
         script = login_script(features=FEATURES_NO_PLAIN)
         f = self.failed(self.login(script, {"mechanism": "plain"}), "sasl")
         self.assertEqual(
-            f.error.message, "SASL PLAIN not supported. Available: SCRAM-SHA-1, X-OAUTH2"
+            f.error.message, "SASL PLAIN not supported. Available: DIGEST-MD5, X-OAUTH2"
         )
 
     def test_no_mechanisms(self):
@@ -591,3 +591,141 @@ class MessageTests(FlowCase):
         d = self.message([(b"</message>", close_peer)])
         f = self.failed(d, "closed")
         self.assertEqual(f.phases[-1], "message_sent")
+
+
+class ScramServer:
+    """
+    The server half of SCRAM, by scramp, for scripted transports: each
+    method is a script reply reading what the client wrote.
+    """
+
+    def __init__(self, mechanism="SCRAM-SHA-256", password="s3cret-pw", iterations=4096):
+        from scramp import ScramMechanism
+
+        self.mechanism = ScramMechanism(mechanism)
+        auth_info = self.mechanism.make_auth_info(password, iteration_count=iterations)
+        self.server = self.mechanism.make_server(lambda username: auth_info)
+
+    @staticmethod
+    def last(transport, tag):
+        value = transport.value()
+        start = value.rindex(b"<" + tag)
+        start = value.index(b">", start) + 1
+        end = value.index(b"</" + tag + b">", start)
+        return base64.b64decode(value[start:end]).decode()
+
+    def challenge(self, text):
+        return (
+            b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+            + base64.b64encode(text.encode())
+            + b"</challenge>"
+        )
+
+    def success(self, text):
+        payload = base64.b64encode(text.encode()) if text else b""
+        return b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + payload + b"</success>"
+
+    def first(self, transport, edit=lambda s: s):
+        self.server.set_client_first(self.last(transport, b"auth"))
+        transport.deliver(self.challenge(edit(self.server.get_server_first())))
+
+    def final(self, transport, edit=lambda s: s):
+        self.server.set_client_final(self.last(transport, b"response"))
+        transport.deliver(self.success(edit(self.server.get_server_final())))
+
+
+SCRAM_FEATURES = (
+    b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+    b"<mechanism>PLAIN</mechanism><mechanism>SCRAM-SHA-1</mechanism>"
+    b"<mechanism>SCRAM-SHA-256</mechanism></mechanisms></stream:features>"
+)
+
+
+class ScramFlowTests(FlowCase):
+    def setUp(self):
+        super().setUp()
+        self.derivations = []
+
+    def to_thread(self, f):
+        from twisted.internet.defer import succeed
+
+        self.derivations.append(f)
+        return succeed(f())
+
+    def login(self, first, final=None):
+        scram = ScramServer()
+        script = [
+            (b"xml:lang='en'>", HEADER + SCRAM_FEATURES),
+            (b"</auth>", lambda t: first(scram, t)),
+        ]
+        if final is not None:
+            script += [
+                (b"</response>", lambda t: final(scram, t)),
+                (b"xml:lang='en'>", HEADER2 + FEATURES_BOUND_NO_SESSION),
+                (b"</iq>", BIND_RESULT),
+            ]
+        env = self.env(script)
+        env = flows.Environment(env.connect, env.clock, env.read_timeout, to_thread=self.to_thread)
+        return flows.login(env, validate.parse_login(AUTH))
+
+    def test_scram_success(self):
+        """SCRAM-SHA-256 is chosen over PLAIN, derived off-thread, and verified."""
+        d = self.login(ScramServer.first, ScramServer.final)
+        result = self.successResultOf(d)
+        self.assertEqual(result.mechanism, "SCRAM-SHA-256")
+        self.assertEqual(
+            result.phases[:3], ("stream_opened", "sasl_scram_sha_256_sent", "authenticated")
+        )
+        self.assertEqual(len(self.derivations), 1)
+        self.assertNotIn(b"s3cret-pw", self.transport.value())
+        self.assertIsNone(result.channel_binding)
+
+    def test_wrong_server_signature(self):
+        """A server signature that does not verify fails with sasl."""
+
+        def final(scram, t):
+            scram.server.set_client_final(scram.last(t, b"response"))
+            t.deliver(scram.success("v=" + base64.b64encode(b"x" * 32).decode()))
+
+        f = self.failed(self.login(ScramServer.first, final), "sasl")
+        self.assertIn("server signature", f.error.message)
+        self.assertEqual(list(f.phases), ["stream_opened", "sasl_scram_sha_256_sent"])
+
+    def test_success_without_verifier(self):
+        """<success/> without v= fails with sasl."""
+
+        def final(scram, t):
+            scram.server.set_client_final(scram.last(t, b"response"))
+            t.deliver(scram.success(""))
+
+        f = self.failed(self.login(ScramServer.first, final), "sasl")
+        self.assertIn("without a server signature", f.error.message)
+
+    def test_huge_iteration_count(self):
+        """i=100000000 is refused at once, with no key derivation."""
+
+        def first(scram, t):
+            scram.first(t, lambda s: s.replace("i=4096", "i=100000000"))
+
+        f = self.failed(self.login(first), "sasl")
+        self.assertIn("100000000", f.error.message)
+        self.assertEqual(self.derivations, [])
+
+    def test_nonce_not_extending_ours(self):
+        """A server nonce that does not extend ours fails with sasl."""
+
+        def first(scram, t):
+            scram.first(t, lambda s: "r=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA," + s.split(",", 1)[1])
+
+        f = self.failed(self.login(first), "sasl")
+        self.assertEqual(self.derivations, [])
+        self.assertIn("nonce", f.error.message)
+
+    def test_malformed_server_first(self):
+        """A server-first message without a salt fails with sasl."""
+
+        def first(scram, t):
+            scram.first(t, lambda s: ",".join(p for p in s.split(",") if not p.startswith("s=")))
+
+        self.failed(self.login(first), "sasl")
+        self.assertEqual(self.derivations, [])

@@ -7,6 +7,7 @@ import base64
 import json
 import socket
 
+import pytest
 import pytest_twisted
 import treq
 
@@ -149,17 +150,51 @@ async def test_login(prosody, service):
 
 @pytest_twisted.ensureDeferred
 async def test_login_default_mechanism(prosody, service):
-    """Without a mechanism the strongest one this service runs is chosen."""
+    """Without a mechanism the strongest offered is chosen: SCRAM-SHA-256 on Prosody."""
     code, body = await post(service, "/api/xmpp/login", auth(prosody, resource="dflt"))
     assert body["success"] is True, body
-    assert body["mechanism"] == "PLAIN"
+    assert body["mechanism"] == "SCRAM-SHA-256"
+    assert body["channelBinding"] is None
+    assert body["phases"][1] == "sasl_scram_sha_256_sent"
+    assert body["warnings"] == []
     assert body["jid"] == "alice@localhost/dflt"
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-1", "SCRAM-SHA-256"])
+@pytest_twisted.ensureDeferred
+async def test_login_scram(prosody, service, mechanism):
+    """Each SCRAM mechanism Prosody offers logs in, the server signature verified."""
+    request = auth(prosody, mechanism=mechanism, resource=mechanism)
+    code, body = await post(service, "/api/xmpp/login", request)
+    assert body["success"] is True, body
+    assert body["mechanism"] == mechanism
+    assert body["phases"][1] == "sasl_%s_sent" % mechanism.lower().replace("-", "_")
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_scram_wrong_password(prosody, service):
+    """A wrong password under SCRAM: sasl not-authorized."""
+    request = {**auth(prosody, mechanism="SCRAM-SHA-256"), "password": "wrong-password"}
+    code, body = await post(service, "/api/xmpp/login", request)
+    assert body["errorType"] == "sasl"
+    assert body["error"] == "SASL authentication failed: not-authorized"
+    assert body["phases"] == ["stream_opened", "sasl_scram_sha_256_sent"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_plus_needs_tls(prosody, service):
+    """A -PLUS mechanism over plaintext cannot bind a channel: sasl, nothing sent."""
+    code, body = await post(
+        service, "/api/xmpp/login", auth(prosody, mechanism="SCRAM-SHA-256-PLUS")
+    )
+    assert body["errorType"] == "sasl"
+    assert body["phases"] == ["stream_opened"]
 
 
 @pytest_twisted.ensureDeferred
 async def test_login_escaping_password(prosody, service):
     """A password with spaces, quotes, & and < works."""
-    code, body = await post(service, "/api/xmpp/login", auth(prosody, "carol"))
+    code, body = await post(service, "/api/xmpp/login", auth(prosody, "carol", mechanism="PLAIN"))
     assert body["success"] is True, body
     assert body["jid"] == "carol@localhost/portofcall"
 
@@ -167,7 +202,7 @@ async def test_login_escaping_password(prosody, service):
 @pytest_twisted.ensureDeferred
 async def test_login_wrong_password(prosody, service):
     """A wrong password: sasl not-authorized, with Prosody's text, phases so far."""
-    request = {**auth(prosody), "password": "wrong-password"}
+    request = {**auth(prosody, mechanism="PLAIN"), "password": "wrong-password"}
     code, body = await post(service, "/api/xmpp/login", request)
     assert code == 200
     assert body["success"] is False
@@ -179,16 +214,30 @@ async def test_login_wrong_password(prosody, service):
 
 
 @pytest_twisted.ensureDeferred
-async def test_login_no_usable_mechanism(prosody, service):
-    """A SCRAM-only virtual host: the reference wording, listing what is offered."""
+async def test_login_hashed_passwords(prosody, service):
+    """A server that stores hashed passwords (SCRAM-SHA-1 only): SCRAM logs in."""
     request = {
         **auth(prosody),
         "domain": prosody.hashed_domain,
         "password": prosody.accounts[prosody.hashed_domain]["alice"],
     }
     code, body = await post(service, "/api/xmpp/login", request)
+    assert body["success"] is True, body
+    assert body["mechanism"] == "SCRAM-SHA-1"
+    assert body["jid"] == "alice@hashed.localhost/portofcall"
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_plain_not_offered(prosody, service):
+    """PLAIN asked for where only SCRAM is offered: the reference wording."""
+    request = {
+        **auth(prosody, mechanism="PLAIN"),
+        "domain": prosody.hashed_domain,
+        "password": prosody.accounts[prosody.hashed_domain]["alice"],
+    }
+    code, body = await post(service, "/api/xmpp/login", request)
     assert body["errorType"] == "sasl"
-    assert body["error"] == "No supported SASL mechanism. Available: SCRAM-SHA-1"
+    assert body["error"] == "SASL PLAIN not supported. Available: SCRAM-SHA-1"
     assert body["phases"] == ["stream_opened"]
 
 
@@ -212,7 +261,9 @@ async def test_login_transcript_redacted(prosody, service):
 @pytest_twisted.ensureDeferred
 async def test_roster(prosody, service):
     """/roster returns every contact with name, subscription, ask and all groups."""
-    code, body = await post(service, "/api/xmpp/roster", auth(prosody, resource="roster"))
+    code, body = await post(
+        service, "/api/xmpp/roster", auth(prosody, resource="roster", mechanism="PLAIN")
+    )
     assert body["success"] is True, body
     assert body["phases"] == AUTH_PHASES + ["roster_received"]
     roster = body["roster"]
@@ -230,7 +281,7 @@ async def test_roster(prosody, service):
 @pytest_twisted.ensureDeferred
 async def test_big_roster(prosody, service):
     """A 10,000-item roster comes back whole."""
-    request = auth(prosody, "big", timeout=60000)
+    request = auth(prosody, "big", timeout=60000, mechanism="PLAIN")
     code, body = await post(service, "/api/xmpp/roster", request)
     assert body["success"] is True, body
     assert body["roster"]["total"] == 10000
@@ -243,7 +294,11 @@ async def test_big_roster(prosody, service):
 @pytest_twisted.ensureDeferred
 async def test_message_to_existing_user(prosody, service):
     """A message to an existing user is sent with no delivery error."""
-    request = {**auth(prosody, resource="msg1"), "recipient": "bob@localhost", "message": "hi <&>"}
+    request = {
+        **auth(prosody, resource="msg1", mechanism="PLAIN"),
+        "recipient": "bob@localhost",
+        "message": "hi <&>",
+    }
     code, body = await post(service, "/api/xmpp/message", {**request, "waitMs": 500})
     assert body["success"] is True, body
     assert body["phases"] == AUTH_PHASES + ["message_sent"]

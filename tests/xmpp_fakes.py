@@ -20,7 +20,7 @@ FEATURES = (
     b"<stream:features>"
     b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
     b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
-    b"<mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms>"
+    b"<mechanism>DIGEST-MD5</mechanism><mechanism>PLAIN</mechanism></mechanisms>"
     b"<compression xmlns='http://jabber.org/features/compress'><method>zlib</method>"
     b"</compression>"
     b"<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/>"
@@ -28,7 +28,7 @@ FEATURES = (
 )
 FEATURES_NO_PLAIN = (
     b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
-    b"<mechanism>SCRAM-SHA-1</mechanism><mechanism>X-OAUTH2</mechanism>"
+    b"<mechanism>DIGEST-MD5</mechanism><mechanism>X-OAUTH2</mechanism>"
     b"</mechanisms></stream:features>"
 )
 FEATURES_BOUND = (
