@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import os
 from collections.abc import Callable
 
@@ -25,7 +26,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.words.xish import domish
 
-from . import sasl
+from . import sasl, tlsinfo
 from .errors import (
     BindFailure,
     FlowTimeout,
@@ -41,6 +42,7 @@ from .parse import (
     NS_ROSTER,
     NS_SASL,
     NS_SESSION,
+    NS_TLS,
     Condition,
     Features,
     Roster,
@@ -74,6 +76,8 @@ class Environment:
     @ivar to_thread: C{f -> Deferred} running CPU-heavy steps (SCRAM key
         derivation) off the reactor thread: C{deferToThread} in production;
         C{None} runs them inline (tests).
+    @ivar trust: the roots certificates are verified against (the system
+        store plus C{--ca-file}); C{None}: the system store, loaded on first use.
     """
 
     connect: Callable
@@ -81,6 +85,24 @@ class Environment:
     read_timeout: float = 5.0
     limits: Limits = attrs.Factory(Limits)
     to_thread: Callable | None = None
+    trust: tlsinfo.Trust | None = None
+
+    def tls_client(self, domain: str, alpn=None):
+        """A TLS client creator for C{domain} (SNI, ALPN; verification after)."""
+        trust = self.trust if self.trust is not None else _system_trust()
+        return tlsinfo.client_context(trust, domain, alpn=alpn)
+
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.UTC)
+
+
+_SYSTEM_TRUST = []
+
+
+def _system_trust() -> tlsinfo.Trust:
+    if not _SYSTEM_TRUST:
+        _SYSTEM_TRUST.append(tlsinfo.Trust())
+    return _SYSTEM_TRUST[0]
 
 
 class Trace:
@@ -108,11 +130,26 @@ class Trace:
 
 @attrs.frozen
 class TLSInfo:
-    """What the server said about TLS, and what became of it."""
+    """
+    What the server said about TLS, and what became of it.
+
+    @ivar available: STARTTLS offered (or the connection is direct TLS).
+    @ivar required: C{<required/>} inside C{<starttls>}.
+    @ivar report: protocol, cipher and certificate, once negotiated.
+    @ivar features: the features block after STARTTLS (not for direct TLS).
+    """
 
     available: bool
     required: bool
     negotiated: bool = False
+    direct: bool = False
+    report: tlsinfo.TLSReport | None = None
+    features: Features | None = None
+
+    def warnings(self) -> tuple[str, ...]:
+        if self.report is None or self.report.certificate is None:
+            return ()
+        return tuple(self.report.certificate.warnings)
 
 
 @attrs.frozen
@@ -127,6 +164,7 @@ class ConnectResult:
     tls: TLSInfo
     raw: str
     elapsed: float
+    warnings: tuple[str, ...] = ()
     transcript: tuple = ()
 
 
@@ -171,9 +209,11 @@ class Failed(Exception):
     probe had reached (for the JSON answer).
     """
 
-    def __init__(self, error, trace, raw=None):
+    def __init__(self, error, trace, raw=None, tls=None):
         super().__init__(str(error))
         self.error = error
+        self.tls = tls
+        self.warnings = tuple(trace.warnings)
         self.phases = tuple(trace.phases)
         self.timings = dict(trace.timings)
         self.elapsed = trace.elapsed()
@@ -181,7 +221,7 @@ class Failed(Exception):
         self.raw = raw
 
 
-def _timed(coro, env: Environment, total: float, trace: Trace, raw_of=None) -> Deferred:
+def _timed(coro, env: Environment, total: float, trace: Trace, session) -> Deferred:
     """
     Run the flow coroutine under the overall timeout; turn failures into
     L{Failed} carrying what was reached.
@@ -189,13 +229,12 @@ def _timed(coro, env: Environment, total: float, trace: Trace, raw_of=None) -> D
 
     def on_timeout(result, timeout):
         raise FlowTimeout(
-            "Connection timeout: the probe did not finish within %d ms"
-            % (round(total * 1000),)
+            "Connection timeout: the probe did not finish within %d ms" % (round(total * 1000),)
         )
 
     def failed(failure):
         if failure.check(ProbeError):
-            raise Failed(failure.value, trace, raw_of() if raw_of else None)
+            raise Failed(failure.value, trace, session.proto.raw(), session.tls)
         return failure
 
     d = Deferred.fromCoroutine(coro)
@@ -216,11 +255,51 @@ class _Session:
         self.tls = TLSInfo(False, False)
         self.channel_binding: tuple[str, bytes] | None = None
         self.binding_used: str | None = None
+        self.tls_connection = None
 
-    async def open(self) -> tuple[StreamHeader, Features]:
-        """Connect, send our header, read the server's header and features."""
-        await self.env.connect(self.host, self.port, self.proto)
+    async def open(self, direct: bool = False) -> tuple[StreamHeader, Features]:
+        """
+        Connect (with TLS from the first byte when C{direct}, XEP-0368),
+        send our header, read the server's header and features.
+        """
+        if not direct:
+            await self.env.connect(self.host, self.port, self.proto)
+            return await self.open_stream()
+        creator = self.env.tls_client(self.domain, alpn=tlsinfo.XMPP_CLIENT_ALPN)
+        self.proto.expect_tls()
+        await self.env.connect(self.host, self.port, self.proto, tls_context=creator)
+        await self.proto.wait_handshake(self.env.read_timeout)
+        self.trace.phase("tls_connected")
+        self._negotiated(creator, available=True, required=False, direct=True)
         return await self.open_stream()
+
+    def _negotiated(self, creator, *, available, required, direct=False):
+        connection = self.proto.tls_connection() or creator.connection
+        self.tls_connection = connection
+        report = tlsinfo.report(connection, self.domain, self.env.trust or _system_trust(),
+                                self.env.now())  # fmt: skip
+        self.tls = TLSInfo(available, required, True, direct, report)
+        for warning in self.tls.warnings():
+            self.trace.warn(warning)
+
+    def check_certificate(self) -> None:
+        """
+        Stop before any credential leaves when the certificate does not
+        verify for the domain (C{tlsVerify: true}).
+        """
+        if not self.tls.negotiated:
+            return
+        cert = self.tls.report.certificate
+        if cert is not None and cert.verified:
+            return
+        why = cert.verify_error if cert is not None else "the server sent no certificate"
+        how = "pass tlsVerify: false to log in anyway"
+        if cert is None or not cert.chain_verified:
+            how += ", or start the service with --ca-file naming the CA that issued it"
+        raise TLSFailure(
+            "TLS certificate of %s did not verify: %s; no credentials were sent (%s)"
+            % (self.domain, why, how)
+        )
 
     async def open_stream(self) -> tuple[StreamHeader, Features]:
         self.proto.send_header(self.domain)
@@ -232,20 +311,69 @@ class _Session:
 
     async def secure(self, features: Features, mode: str) -> Features:
         """
-        The TLS step of a flow: report what the server offers; negotiate
-        when asked to.  This version negotiates nothing: C{auto} proceeds in
-        plaintext (as C{none}), C{required} fails when STARTTLS is not
-        offered.
+        The TLS step: C{auto} negotiates STARTTLS when offered, C{required}
+        fails (errorType C{tls}) when it is not, C{none} reports only,
+        C{direct} was negotiated by L{open}.
+
+        @return: the features to go on with (those after STARTTLS, if any).
         """
+        if mode == "direct":
+            return features
         self.tls = TLSInfo(features.starttls, features.starttls_required)
         if mode == "required" and not features.starttls:
             raise TLSFailure(
                 "TLS required but the server does not offer STARTTLS "
                 "(features: %s)" % (", ".join(features.features) or "none",)
             )
-        if mode == "required":
-            raise TLSFailure("STARTTLS negotiation is not available in this version")
+        if mode == "none" or not features.starttls:
+            return features
+        self.proto.send(domish.Element((NS_TLS, "starttls")))
+        reply = await self.proto.read_element(
+            _expect_starttls_reply, "STARTTLS reply", self.env.read_timeout
+        )
+        if reply.name == "failure":
+            raise TLSFailure("Server answered STARTTLS with <failure/>")
+        creator = self.env.tls_client(self.domain)
+        await self.proto.start_tls(creator, self.env.read_timeout)
+        self.trace.phase("starttls_upgraded")
+        self._negotiated(creator, available=features.starttls, required=features.starttls_required)
         return features
+
+    async def after_tls(self, features: Features, verify: bool) -> Features:
+        """
+        Once STARTTLS is negotiated: check the certificate (auth flows with
+        C{verify}), then open the new stream and read its features.
+        """
+        if not self.tls.negotiated or self.tls.direct:
+            if verify:
+                self.check_certificate()
+            return features
+        if verify:
+            self.check_certificate()
+        _, features = await self.open_stream()
+        self.tls = attrs.evolve(self.tls, features=features)
+        return features
+
+    def choose_binding(self, features: Features, forced: str | None) -> None:
+        """The channel-binding data for SCRAM -PLUS (SPEC §4)."""
+        if self.tls_connection is None:
+            if forced is not None:
+                raise SASLFailure(
+                    "channelBinding %s needs TLS, and this connection has none" % (forced,)
+                )
+            return
+        if forced is not None:
+            data = tlsinfo.channel_binding(self.tls_connection, forced)
+            if not data:
+                raise SASLFailure(
+                    "channelBinding %s is not available on this connection (%s)"
+                    % (forced, self.tls.report.protocol)
+                )
+            self.channel_binding = (forced, data)
+        else:
+            self.channel_binding = tlsinfo.default_binding(
+                self.tls_connection, list(features.channel_bindings)
+            )
 
     async def authenticate(self, features: Features, username: str, password: str, requested):
         """SASL (RFC 6120 §6): returns the mechanism's name once authenticated."""
@@ -356,6 +484,15 @@ def _expect_features(element) -> bool:
     )
 
 
+def _expect_starttls_reply(element) -> bool:
+    if element.uri == NS_TLS and element.name in ("proceed", "failure"):
+        return True
+    raise ProtocolViolation(
+        "Expected <proceed/> or <failure/> after <starttls/>, got <%s xmlns='%s'>"
+        % (element.name, element.uri or "")
+    )
+
+
 def _expect_sasl_reply(element) -> bool:
     if element.uri == NS_SASL and element.name in ("success", "failure", "challenge"):
         return True
@@ -400,9 +537,12 @@ def probe(env: Environment, req, started: float | None = None) -> Deferred:
 
     async def run():
         try:
-            header, features = await session.open()
-            tls = TLSInfo(features.starttls, features.starttls_required)
+            header, features = await session.open(direct=req.tls == "direct")
             raw = session.proto.raw()
+            if req.tls != "direct":
+                session.tls = TLSInfo(features.starttls, features.starttls_required)
+            if req.tls == "auto":
+                await session.after_tls(await session.secure(features, "auto"), verify=False)
         finally:
             session.close()
         return ConnectResult(
@@ -411,22 +551,25 @@ def probe(env: Environment, req, started: float | None = None) -> Deferred:
             domain=req.domain,
             header=header,
             features=features,
-            tls=tls,
+            tls=session.tls,
             raw=raw,
             elapsed=trace.elapsed(),
+            warnings=tuple(trace.warnings),
             transcript=tuple(trace.transcript.entries) if trace.transcript else (),
         )
 
-    return _timed(run(), env, req.timeout, trace, raw_of=session.proto.raw)
+    return _timed(run(), env, req.timeout, trace, session)
 
 
 # -- /login, /roster, /message
 
 
 async def _login(session: _Session, req) -> AuthResult:
-    header, features = await session.open()
+    header, features = await session.open(direct=req.tls == "direct")
     session.trace.phase("stream_opened")
     features = await session.secure(features, req.tls)
+    features = await session.after_tls(features, verify=req.tls_verify)
+    session.choose_binding(features, req.channel_binding)
     offered = features.mechanisms
     mechanism = await session.authenticate(features, req.username, req.password, req.mechanism)
     features = await session.restart()
@@ -473,7 +616,7 @@ def _auth_flow(env: Environment, req, started, body) -> Deferred:
             session.close()
         return _finish(result, trace, **changes)
 
-    return _timed(run(), env, req.timeout, trace)
+    return _timed(run(), env, req.timeout, trace, session)
 
 
 def login(env: Environment, req, started: float | None = None) -> Deferred:
@@ -507,9 +650,7 @@ def message_id() -> str:
     return "poc_" + os.urandom(8).hex()
 
 
-def message(
-    env: Environment, req, started: float | None = None, make_id=message_id
-) -> Deferred:
+def message(env: Environment, req, started: float | None = None, make_id=message_id) -> Deferred:
     """
     L{login}, send one message, then listen up to C{req.wait} seconds for
     an error reply to it (and, when requested, a XEP-0184 receipt).  The

@@ -104,6 +104,12 @@ class Options(usage.Options):
                 raise usage.UsageError("--ca-file: %s" % (e.strerror or e,)) from e
             if b"-----BEGIN CERTIFICATE-----" not in pem:
                 raise usage.UsageError("--ca-file: no PEM certificate in %s" % (self["ca-file"],))
+            from .tlsinfo import CAFileError, Trust
+
+            try:
+                Trust(self["ca-file"], system=False)
+            except CAFileError as e:
+                raise usage.UsageError("--ca-file: %s" % (e,)) from e
 
 
 def build_api(options, reactor):
@@ -114,6 +120,7 @@ def build_api(options, reactor):
     from .flows import Environment
     from .policy import Policy
     from .resolve import DNSServerResolver, SystemResolver
+    from .tlsinfo import Trust
     from .web import Api
 
     read_timeout = options["read-timeout"] / 1000.0
@@ -130,6 +137,7 @@ def build_api(options, reactor):
         read_timeout=read_timeout,
         limits=Limits(max_element_bytes=options["max-stanza-bytes"]),
         to_thread=lambda f: deferToThreadPool(reactor, reactor.getThreadPool(), f),
+        trust=Trust(options["ca-file"]),
     )
     return Api(env, max_concurrent=options["max-concurrent"])
 

@@ -97,8 +97,41 @@ def _transcript_json(entries):
     return [{"dir": d, "ms": _ms(t), "xml": xml} for d, t, xml in entries]
 
 
+def _iso(when) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(when, "strftime") else when
+
+
+def _certificate_json(cert) -> dict:
+    return {
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "subjectAltNames": list(cert.subject_alt_names),
+        "notBefore": _iso(cert.not_before),
+        "notAfter": _iso(cert.not_after),
+        "fingerprintSha256": cert.fingerprint_sha256,
+        "verified": cert.verified,
+        "verifyError": cert.verify_error,
+        "matchesDomain": cert.matches_domain,
+        "daysUntilExpiry": cert.days_until_expiry,
+    }
+
+
 def _tls_json(tls: flows.TLSInfo) -> dict:
-    return {"available": tls.available, "required": tls.required, "negotiated": tls.negotiated}
+    body = {"available": tls.available, "required": tls.required, "negotiated": tls.negotiated}
+    if tls.direct:
+        body["direct"] = True
+    report = tls.report
+    if report is not None:
+        body["protocol"] = report.protocol
+        body["cipher"] = report.cipher
+        body["alpn"] = report.alpn
+        body["certificate"] = (
+            None if report.certificate is None else _certificate_json(report.certificate)
+        )
+    if tls.features is not None:
+        body["saslMechanisms"] = list(tls.features.mechanisms)
+        body["features"] = list(tls.features.features)
+    return body
 
 
 def connect_json(result: flows.ConnectResult, req) -> dict:
@@ -120,6 +153,7 @@ def connect_json(result: flows.ConnectResult, req) -> dict:
         "saslChannelBindings": list(features.channel_bindings),
         "streamLang": header.lang,
         "raw": result.raw,
+        "warnings": list(result.warnings),
         "elapsedMs": _ms(result.elapsed),
     }
     if req.transcript:
@@ -210,6 +244,10 @@ def failure_json(failed: flows.Failed, req, auth: bool) -> dict:
         body["phases"] = list(failed.phases)
         body["timings"] = {k: _ms(v) for k, v in failed.timings.items()}
     body.update(error.extra)
+    if failed.tls is not None and failed.tls.negotiated:
+        body["tls"] = _tls_json(failed.tls)
+    if failed.warnings:
+        body["warnings"] = list(failed.warnings)
     if failed.raw:
         body["raw"] = failed.raw
     body["elapsedMs"] = _ms(failed.elapsed)
@@ -253,11 +291,6 @@ class Api:
 
     # -- plumbing
 
-    def _check_supported(self, req) -> None:
-        auth = _auth_of(req)
-        if auth.tls == "direct":
-            raise RequestError(400, "tls: \"direct\" is not supported by this service yet")
-
     async def _run(self, request, endpoint: _Endpoint):
         started = self._clock.seconds()
         req = None
@@ -265,7 +298,6 @@ class Api:
         acquired = False
         try:
             req = endpoint.parse(_read_json(request))
-            self._check_supported(req)
             if self.in_flight >= self._max_concurrent:
                 raise RequestError(
                     429,

@@ -99,3 +99,51 @@ def strict_service():
         yield running
     finally:
         running.stop()
+
+
+# --------------------------------------------------------------------------
+# A real ejabberd (see tests/ejabberd.py)
+
+
+def _ejabberd_module():
+    """tests/ejabberd.py, imported lazily (the fixture below is also named ejabberd)."""
+    try:
+        import ejabberd as module
+    except ModuleNotFoundError as exc:  # --import-mode=importlib
+        if exc.name != "ejabberd":
+            raise
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import ejabberd as module
+    return module
+
+
+@pytest.fixture(scope="session")
+def ejabberd_installed() -> str:
+    """Path of ejabberdctl.  Missing ejabberd: skipped, or a failure when ``CI=true``."""
+    path = _ejabberd_module().find_ejabberd()
+    if not path:
+        reason = (
+            "ejabberd is not installed (no ejabberdctl/erl; run .ci/install-ejabberd "
+            "or set $EJABBERDCTL)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " and CI=true", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ejabberd(ejabberd_installed, tmp_path_factory: pytest.TempPathFactory):
+    """One ejabberd 23.x for the whole session, on free loopback ports.
+
+    Host ``localhost`` (PLAIN + SCRAM over plaintext, passwords stored plain);
+    users alice/bob (``.users``), alice's roster (``.rosters``; names, groups,
+    no ``ask``).  Yields :class:`ejabberd.EjabberdInfo` (``.host``, ``.port``,
+    ``.domain``, ``.users``, ``.rosters``, ``.server``, ``.log_dir``,
+    ``.new_user()``).
+    """
+    info = _ejabberd_module().start_seeded_server(tmp_path_factory.mktemp("ejabberd"))
+    try:
+        yield info
+    finally:
+        info.server.stop()

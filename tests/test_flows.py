@@ -86,17 +86,16 @@ class ProbeTests(FlowCase):
         f = result.features
         self.assertEqual(f.mechanisms, ("DIGEST-MD5", "PLAIN"))
         self.assertEqual(f.compression, ("zlib",))
-        self.assertEqual(f.features, ("starttls",))
+        self.assertEqual(f.features, ())
         self.assertEqual(
             f.namespaces,
             (
-                "urn:ietf:params:xml:ns:xmpp-tls",
                 "urn:ietf:params:xml:ns:xmpp-sasl",
                 "http://jabber.org/features/compress",
                 "http://jabber.org/protocol/caps",
             ),
         )
-        self.assertEqual((result.tls.available, result.tls.required), (True, False))
+        self.assertEqual((result.tls.available, result.tls.required), (False, False))
         self.assertEqual(result.raw, (HEADER + FEATURES).decode())
         self.assertTrue(self.transport.value().endswith(b"</stream:stream>"))
         self.assertClean()

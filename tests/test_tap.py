@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tempfile
 
+from certs import session_certs
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
@@ -49,7 +50,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_all_options(self):
         """Every option is parsed and converted."""
-        ca = temp_file(self, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+        ca = str(session_certs().directory / "ca.pem")
         options = parse(
             "--listen", "tcp:0:interface=127.0.0.1", "--allow-private", "--ca-file", ca,
             "--max-concurrent", "7", "--read-timeout", "1500", "--dns-server", "127.0.0.53:5353",
@@ -80,6 +81,11 @@ class OptionsTests(SynchronousTestCase):
     def test_ca_file_not_pem(self):
         """A --ca-file without a PEM certificate is refused."""
         path = temp_file(self, "hello")
+        self.assertRaises(usage.UsageError, parse, "--ca-file", path)
+
+    def test_ca_file_broken_pem(self):
+        """A --ca-file whose certificate does not parse is refused."""
+        path = temp_file(self, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
         self.assertRaises(usage.UsageError, parse, "--ca-file", path)
 
 

@@ -18,13 +18,15 @@ HEADER = (
 HEADER2 = HEADER.replace(b"id='s1'", b"id='s2'")
 FEATURES = (
     b"<stream:features>"
-    b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
     b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
     b"<mechanism>DIGEST-MD5</mechanism><mechanism>PLAIN</mechanism></mechanisms>"
     b"<compression xmlns='http://jabber.org/features/compress'><method>zlib</method>"
     b"</compression>"
     b"<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/>"
     b"</stream:features>"
+)
+FEATURES_STARTTLS = FEATURES.replace(
+    b"<stream:features>", b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
 )
 FEATURES_NO_PLAIN = (
     b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"

@@ -1,0 +1,511 @@
+"""
+Test certificates, made with C{cryptography} (EC P-256 keys, so fast).
+
+    from certs import session_certs
+    bundle = session_certs()           # generated once per process, cached
+    bundle.localhost.fullchain_path # leaf + intermediate, for a server
+    bundle.ca_path                  # the root, for --ca-file
+
+The hierarchy is a root CA, an intermediate CA signed by it, and server
+certificates signed by the intermediate (except where a kind says otherwise).
+A server should send the leaf and the intermediate (C{fullchain_path}, or
+L{Issued.chain}); a client trusts the root (C{ca_path}).
+
+Every certificate is written under L{CertBundle.directory}::
+
+    ca.pem             the root (one certificate: the plain --ca-file)
+    ca-bundle.pem      another, unrelated root and then the root (a --ca-file
+                       holding several certificates)
+    <kind>/cert.pem    the leaf alone
+    <kind>/privkey.pem its key (PKCS#8, unencrypted)
+    <kind>/chain.pem   the intermediates a server sends after the leaf
+    <kind>/fullchain.pem  leaf + intermediates (Prosody's .crt, nginx, ...)
+    <kind>/combined.pem   key + leaf + intermediates (ejabberd's certfiles)
+
+For Prosody, L{install_for_prosody} copies chosen kinds under the names Prosody
+looks for (C{<domain>.crt} and C{<domain>.key}).  Keep the other kinds out of
+Prosody's certificate directory: it indexes every certificate it finds there
+by name, and an expired C{localhost} certificate would compete with the good one.
+
+The kinds, all relative to L{CertBundle.now} (the wall-clock time of generation,
+to the second, UTC), which tests pass to C{report()} as C{now}:
+
+    localhost        DNS:localhost
+    hashed           DNS:hashed.localhost
+    xmppaddr_only    XmppAddr:localhost (id-on-xmppAddr otherName) and nothing else
+    xmppaddr_idn     XmppAddr:bücher.example (a U-label) and nothing else
+    srv_only         SRV:_xmpp-client.localhost (id-on-dnsSRV otherName) only
+    srvs_only        SRV:_xmpps-client.localhost only
+    all_ids          DNS:localhost, SRV:_xmpp-client.localhost, SRV:_xmpps-client.localhost,
+                     XmppAddr:localhost, URI:xmpp:localhost (what a real server might carry)
+    other_name       DNS:other.example only
+    no_san           CN=localhost and no subjectAltName at all
+    wildcard         DNS:*.example.test
+    bad_wildcard     DNS:*.localhost (too few labels: RFC 6125 ignores it), DNS:localhost
+    ip               IP:127.0.0.1, IP:::1
+    expired          DNS:localhost, valid from now-40d to now-10d
+    not_yet_valid    DNS:localhost, valid from now+10d to now+375d
+    expiring_soon    DNS:localhost, expires at now+5d exactly
+    self_signed      DNS:localhost, its own issuer (CA:FALSE, like a snakeoil certificate)
+    other_ca         DNS:localhost, issued directly by the other root (ca-bundle.pem only)
+    sha384           DNS:localhost, signed ecdsa-with-SHA384 (tls-server-end-point uses SHA-384)
+    client_only      DNS:localhost, extendedKeyUsage clientAuth only (not a server certificate)
+    ed25519          DNS:localhost, self-signed Ed25519 (no signature hash: tls-server-end-point
+                     undefined)
+    sha1             CN=localhost (no extensions), self-signed ecdsa-with-SHA1
+                     (tls-server-end-point uses SHA-256); made with pyOpenSSL's
+                     deprecated X509 API, since
+                     cryptography refuses SHA-1 signatures; for pure tests, not handshakes
+
+Everything is test material: never use these keys anywhere else.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import functools
+import ipaddress
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+__all__ = [
+    "ID_ON_DNS_SRV",
+    "ID_ON_XMPPADDR",
+    "Issued",
+    "CertBundle",
+    "generate",
+    "install_for_prosody",
+    "quick_certificate",
+    "srv_name",
+    "xmpp_addr",
+    "session_certs",
+]
+
+ID_ON_XMPPADDR = ObjectIdentifier("1.3.6.1.5.5.7.8.5")
+ID_ON_DNS_SRV = ObjectIdentifier("1.3.6.1.5.5.7.8.7")
+
+_DAY = datetime.timedelta(days=1)
+# serverAuth for c2s; clientAuth too, as servers reuse their certificate for
+# outgoing s2s connections.
+_SERVER_EKU = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def _der_string(tag: int, text: str, encoding: str) -> bytes:
+    """DER of a primitive string (UTF8String 0x0C, IA5String 0x16)."""
+    body = text.encode(encoding)
+    n = len(body)
+    if n < 0x80:
+        length = bytes([n])
+    else:
+        octets = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        length = bytes([0x80 | len(octets)]) + octets
+    return bytes([tag]) + length + body
+
+
+def xmpp_addr(jid: str) -> x509.OtherName:
+    """An id-on-xmppAddr otherName (RFC 6120 §13.7.1.4): a UTF8String."""
+    return x509.OtherName(ID_ON_XMPPADDR, _der_string(0x0C, jid, "utf-8"))
+
+
+def srv_name(name: str) -> x509.OtherName:
+    """An id-on-dnsSRV otherName (RFC 4985): an IA5String like C{_xmpp-client.example}."""
+    return x509.OtherName(ID_ON_DNS_SRV, _der_string(0x16, name, "ascii"))
+
+
+@attrs.frozen
+class Issued:
+    """
+    One certificate, its key, and the files it was written to.
+
+    @ivar chain: the intermediates a server sends after the leaf (empty for
+        a self-signed certificate or one issued by a root directly).
+    """
+
+    kind: str
+    cert: x509.Certificate
+    key: object
+    chain: tuple[x509.Certificate, ...]
+    directory: Path
+
+    @property
+    def cert_path(self) -> Path:
+        return self.directory / "cert.pem"
+
+    @property
+    def key_path(self) -> Path:
+        return self.directory / "privkey.pem"
+
+    @property
+    def chain_path(self) -> Path:
+        return self.directory / "chain.pem"
+
+    @property
+    def fullchain_path(self) -> Path:
+        return self.directory / "fullchain.pem"
+
+    @property
+    def combined_path(self) -> Path:
+        return self.directory / "combined.pem"
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def cert_pem(self) -> bytes:
+        return _pem(self.cert)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @property
+    def fullchain_pem(self) -> bytes:
+        return b"".join(_pem(c) for c in (self.cert, *self.chain))
+
+
+@attrs.frozen
+class CertBundle:
+    """Every test certificate (see the module docstring for the kinds)."""
+
+    directory: Path
+    now: datetime.datetime
+    root: Issued
+    intermediate: Issued
+    other_root: Issued
+    leaves: dict[str, Issued]
+
+    @property
+    def ca_path(self) -> Path:
+        """The root alone: the usual C{--ca-file}."""
+        return self.directory / "ca.pem"
+
+    @property
+    def ca_bundle_path(self) -> Path:
+        """The other root, then the root: a C{--ca-file} of several certificates."""
+        return self.directory / "ca-bundle.pem"
+
+    def __getattr__(self, kind: str) -> Issued:
+        # bundle.localhost, bundle.expired, ...
+        try:
+            return self.leaves[kind]
+        except KeyError:
+            raise AttributeError(kind) from None
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Port of Call tests"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+class _Maker:
+    def __init__(self, directory: Path, now: datetime.datetime) -> None:
+        self.directory = directory
+        self.now = now
+        self._serial = 1000
+
+    def serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def build(
+        self,
+        *,
+        subject: x509.Name,
+        key,
+        issuer: Issued | None,
+        not_before: datetime.datetime,
+        not_after: datetime.datetime,
+        ca: bool,
+        path_length: int | None = None,
+        sans: list[x509.GeneralName] | None = None,
+        hash_algorithm: hashes.HashAlgorithm | None = None,
+        eku: tuple[ObjectIdentifier, ...] = _SERVER_EKU,
+    ) -> x509.Certificate:
+        issuer_name = issuer.cert.subject if issuer else subject
+        signing_key = issuer.key if issuer else key
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer_name)
+            .public_key(key.public_key())
+            .serial_number(self.serial())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+        )
+        if issuer is not None:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+                critical=False,
+            )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+        else:
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            ).add_extension(
+                x509.ExtendedKeyUsage(list(eku)),
+                critical=False,
+            )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if isinstance(signing_key, ed25519.Ed25519PrivateKey):
+            algorithm = None
+        else:
+            algorithm = hash_algorithm or hashes.SHA256()
+        return builder.sign(signing_key, algorithm)
+
+    def write(self, kind: str, cert, key, chain) -> Issued:
+        issued = Issued(kind, cert, key, tuple(chain), self.directory / kind)
+        issued.directory.mkdir(parents=True, exist_ok=True)
+        issued.cert_path.write_bytes(issued.cert_pem)
+        issued.key_path.write_bytes(issued.key_pem)
+        issued.key_path.chmod(0o600)
+        issued.chain_path.write_bytes(b"".join(_pem(c) for c in issued.chain))
+        issued.fullchain_path.write_bytes(issued.fullchain_pem)
+        issued.combined_path.write_bytes(issued.key_pem + issued.fullchain_pem)
+        issued.combined_path.chmod(0o600)
+        return issued
+
+    def ca(self, kind: str, common_name: str, issuer: Issued | None = None) -> Issued:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self.build(
+            subject=_name(common_name),
+            key=key,
+            issuer=issuer,
+            not_before=self.now - 400 * _DAY,
+            not_after=self.now + 3650 * _DAY,
+            ca=True,
+            path_length=None if issuer is None else 0,
+        )
+        return self.write(kind, cert, key, ())
+
+    def leaf(
+        self,
+        kind: str,
+        sans: list[x509.GeneralName] | None,
+        *,
+        issuer: Issued | None,
+        chain: tuple[Issued, ...] = (),
+        common_name: str = "localhost",
+        valid: tuple[datetime.timedelta, datetime.timedelta] = (-_DAY, 365 * _DAY),
+        key=None,
+        hash_algorithm: hashes.HashAlgorithm | None = None,
+        eku: tuple[ObjectIdentifier, ...] = _SERVER_EKU,
+    ) -> Issued:
+        key = key or ec.generate_private_key(ec.SECP256R1())
+        cert = self.build(
+            subject=_name(common_name),
+            key=key,
+            issuer=issuer,
+            not_before=self.now + valid[0],
+            not_after=self.now + valid[1],
+            ca=False,
+            sans=sans,
+            hash_algorithm=hash_algorithm,
+            eku=eku,
+        )
+        return self.write(kind, cert, key, tuple(i.cert for i in chain))
+
+    def sha1_self_signed(self, kind: str) -> Issued:
+        # cryptography refuses to sign with SHA-1; pyOpenSSL's deprecated
+        # X509 builder still can.
+        from OpenSSL import crypto
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        pkey = crypto.PKey.from_cryptography_key(key)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            cert = crypto.X509()
+            cert.set_version(2)
+            cert.get_subject().CN = "localhost"
+            cert.set_issuer(cert.get_subject())
+            cert.set_pubkey(pkey)
+            cert.set_serial_number(self.serial())
+            cert.set_notBefore(_asn1_time(self.now - _DAY))
+            cert.set_notAfter(_asn1_time(self.now + 365 * _DAY))
+            cert.sign(pkey, "sha1")
+        return self.write(kind, cert.to_cryptography(), key, ())
+
+
+def _asn1_time(when: datetime.datetime) -> bytes:
+    return when.strftime("%Y%m%d%H%M%SZ").encode("ascii")
+
+
+def generate(directory: Path, now: datetime.datetime | None = None) -> CertBundle:
+    """
+    Generate every kind of certificate into C{directory} (created if needed).
+
+    @param now: the reference time (UTC); default: the current time,
+        truncated to the second.
+    """
+    if now is None:
+        now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    m = _Maker(directory, now)
+
+    root = m.ca("root", "Port of Call Test Root CA")
+    intermediate = m.ca("intermediate", "Port of Call Test Intermediate CA", issuer=root)
+    other_root = m.ca("other_root", "Port of Call Other Test Root CA")
+
+    def signed(kind, sans, **kw):
+        return m.leaf(kind, sans, issuer=intermediate, chain=(intermediate,), **kw)
+
+    dns = x509.DNSName
+    leaves = [
+        signed("localhost", [dns("localhost")]),
+        signed("hashed", [dns("hashed.localhost")], common_name="hashed.localhost"),
+        signed("xmppaddr_only", [xmpp_addr("localhost")]),
+        signed("xmppaddr_idn", [xmpp_addr("bücher.example")], common_name="bücher.example"),
+        signed("srv_only", [srv_name("_xmpp-client.localhost")]),
+        signed("srvs_only", [srv_name("_xmpps-client.localhost")]),
+        signed(
+            "all_ids",
+            [
+                dns("localhost"),
+                srv_name("_xmpp-client.localhost"),
+                srv_name("_xmpps-client.localhost"),
+                xmpp_addr("localhost"),
+                x509.UniformResourceIdentifier("xmpp:localhost"),
+            ],
+        ),
+        signed("other_name", [dns("other.example")], common_name="other.example"),
+        signed("no_san", None),
+        signed("wildcard", [dns("*.example.test")], common_name="*.example.test"),
+        signed("bad_wildcard", [dns("*.localhost"), dns("localhost")]),
+        signed(
+            "ip",
+            [
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("::1")),
+            ],
+            common_name="127.0.0.1",
+        ),
+        signed("expired", [dns("localhost")], valid=(-40 * _DAY, -10 * _DAY)),
+        signed("not_yet_valid", [dns("localhost")], valid=(10 * _DAY, 375 * _DAY)),
+        signed("expiring_soon", [dns("localhost")], valid=(-90 * _DAY, 5 * _DAY)),
+        m.leaf("self_signed", [dns("localhost")], issuer=None),
+        m.leaf("other_ca", [dns("localhost")], issuer=other_root),
+        signed("sha384", [dns("localhost")], hash_algorithm=hashes.SHA384()),
+        signed("client_only", [dns("localhost")], eku=(ExtendedKeyUsageOID.CLIENT_AUTH,)),
+        m.leaf(
+            "ed25519", [dns("localhost")], issuer=None, key=ed25519.Ed25519PrivateKey.generate()
+        ),
+        m.sha1_self_signed("sha1"),
+    ]
+
+    (directory / "ca.pem").write_bytes(root.cert_pem)
+    (directory / "ca-bundle.pem").write_bytes(other_root.cert_pem + root.cert_pem)
+    return CertBundle(
+        directory=directory,
+        now=now,
+        root=root,
+        intermediate=intermediate,
+        other_root=other_root,
+        leaves={leaf.kind: leaf for leaf in leaves},
+    )
+
+
+def quick_certificate(
+    sans: list[x509.GeneralName] | None,
+    *,
+    common_name: str = "localhost",
+    now: datetime.datetime | None = None,
+    valid: tuple[datetime.timedelta, datetime.timedelta] = (-_DAY, 365 * _DAY),
+) -> x509.Certificate:
+    """
+    A self-signed certificate with these subjectAltNames, made on the spot and
+    written nowhere: for tests of name handling that need no handshake.
+    """
+    if now is None:
+        now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + valid[0])
+        .not_valid_after(now + valid[1])
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def install_for_prosody(issued: Issued, certs_dir: Path, domain: str) -> tuple[Path, Path]:
+    """
+    Copy C{issued} into Prosody's certificate directory as
+    C{<domain>.crt} (leaf + intermediates) and C{<domain>.key}.
+
+    @return: the two paths written.
+    """
+    certs_dir = Path(certs_dir)
+    certs_dir.mkdir(parents=True, exist_ok=True)
+    crt, key = certs_dir / f"{domain}.crt", certs_dir / f"{domain}.key"
+    crt.write_bytes(issued.fullchain_pem)
+    key.write_bytes(issued.key_pem)
+    key.chmod(0o600)
+    return crt, key
+
+
+@functools.cache
+def session_certs() -> CertBundle:
+    """
+    The process-wide set of test certificates: generated on first use into a
+    temporary directory, removed at exit.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="portofcall-test-certs-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return generate(directory)
