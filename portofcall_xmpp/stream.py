@@ -360,3 +360,10 @@ class XMLStreamParser:
     def _text(self, data):
         if self._texts:
             self._texts[-1].append(data)
+        elif self._in_stream and not data.isspace():
+            raise _Halt(
+                ProtocolViolation(
+                    "Server sent text outside any stanza (only whitespace is allowed "
+                    "between stanzas, RFC 6120 §11.7)"
+                )
+            )

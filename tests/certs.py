@@ -52,6 +52,10 @@ to the second, UTC), which tests pass to C{report()} as C{now}:
     client_only      DNS:localhost, extendedKeyUsage clientAuth only (not a server certificate)
     ed25519          DNS:localhost, self-signed Ed25519 (no signature hash: tls-server-end-point
                      undefined)
+    required_host    DNS:required.localhost
+    tls12_host       DNS:tls12.localhost
+    expired_host     DNS:expired.localhost, valid from now-40d to now-10d
+    self_signed_host DNS:selfsigned.localhost, its own issuer
     sha1             CN=localhost (no extensions), self-signed ecdsa-with-SHA1
                      (tls-server-end-point uses SHA-256); made with pyOpenSSL's
                      deprecated X509 API, since
@@ -442,6 +446,21 @@ def generate(directory: Path, now: datetime.datetime | None = None) -> CertBundl
             "ed25519", [dns("localhost")], issuer=None, key=ed25519.Ed25519PrivateKey.generate()
         ),
         m.sha1_self_signed("sha1"),
+        # For the virtual hosts of the TLS Prosody (tests/conftest.py).
+        signed("required_host", [dns("required.localhost")], common_name="required.localhost"),
+        signed("tls12_host", [dns("tls12.localhost")], common_name="tls12.localhost"),
+        signed(
+            "expired_host",
+            [dns("expired.localhost")],
+            common_name="expired.localhost",
+            valid=(-40 * _DAY, -10 * _DAY),
+        ),
+        m.leaf(
+            "self_signed_host",
+            [dns("selfsigned.localhost")],
+            issuer=None,
+            common_name="selfsigned.localhost",
+        ),
     ]
 
     (directory / "ca.pem").write_bytes(root.cert_pem)

@@ -22,7 +22,22 @@ except ModuleNotFoundError as exc:  # --import-mode=importlib, or tests/ became 
 
 
 @pytest.fixture(scope="session")
-def prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProsodyInfo]:
+def prosody_installed() -> str:
+    """Path of prosody.  Missing Prosody: skipped, or a failure when ``CI=true``."""
+    path = find_prosody()
+    if not (path and find_prosodyctl()):
+        reason = (
+            "Prosody is not installed (no prosody/prosodyctl on PATH; run "
+            ".ci/install-prosody or set $PROSODY and $PROSODYCTL)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " and CI=true", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def prosody(prosody_installed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProsodyInfo]:
     """One Prosody for the whole session, on free loopback ports.
 
     Domains ``localhost`` (PLAIN + SCRAM over plaintext) and
@@ -31,14 +46,6 @@ def prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProsodyInfo]:
     alice's and big's (10,000 items) rosters in ``.rosters``.  Missing Prosody:
     skipped, or a failure when ``CI=true``.
     """
-    if not (find_prosody() and find_prosodyctl()):
-        reason = (
-            "Prosody is not installed (no prosody/prosodyctl on PATH; run "
-            ".ci/install-prosody or set $PROSODY and $PROSODYCTL)"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " and CI=true", pytrace=False)
-        pytest.skip(reason)
     info = start_seeded_server(tmp_path_factory.mktemp("prosody"))
     try:
         yield info
@@ -147,3 +154,89 @@ def ejabberd(ejabberd_installed, tmp_path_factory: pytest.TempPathFactory):
         yield info
     finally:
         info.server.stop()
+
+
+# --------------------------------------------------------------------------
+# A real Prosody with TLS (tests/prosody.py, certificates from tests/certs.py)
+
+
+class ProsodyTLS:
+    """What the C{prosody_tls} fixture yields."""
+
+    def __init__(self, server, direct_port, certs, password):
+        self.server = server
+        self.host = server.host
+        self.port = server.c2s_port
+        self.direct_port = direct_port
+        self.certs = certs
+        self.password = password
+        self.ca_path = str(certs.directory / "ca.pem")
+
+
+TLS_VHOSTS = {
+    # STARTTLS offered, optional; PLAIN allowed (also before TLS).
+    "localhost": ("localhost", {"c2s_require_encryption": False}),
+    # STARTTLS required (c2s_require_encryption).
+    "required.localhost": ("required_host", {"c2s_require_encryption": True}),
+    # STARTTLS offered with certificates that do not verify.
+    "expired.localhost": ("expired_host", {"c2s_require_encryption": False}),
+    "selfsigned.localhost": ("self_signed_host", {"c2s_require_encryption": False}),
+    # TLS 1.2 only, where Prosody 0.12 offers SCRAM-*-PLUS with tls-unique.
+    "tls12.localhost": ("tls12_host", {"c2s_require_encryption": False, "ssl": "tls12"}),
+}
+
+
+@pytest.fixture(scope="session")
+def prosody_tls(prosody_installed, tmp_path_factory):
+    """
+    One Prosody with TLS: virtual hosts C{localhost} (optional STARTTLS, a
+    certificate from the test CA), C{required.localhost} (STARTTLS required),
+    C{expired.localhost} and C{selfsigned.localhost} (certificates that do not
+    verify), and a direct-TLS port (XEP-0368).  User C{alice} on each.
+    """
+    from certs import install_for_prosody, session_certs
+    from prosody import DEFAULT_MODULES, ProsodyServer, _free_ports
+
+    certs = session_certs()
+    base = tmp_path_factory.mktemp("prosody-tls")
+    vhosts = {}
+    for domain, (kind, options) in TLS_VHOSTS.items():
+        options = {
+            "authentication": "internal_plain",
+            "allow_unencrypted_plain_auth": True,
+            **options,
+        }
+        if options.get("ssl") == "tls12":
+            leaf = certs.leaves[kind]
+            options["ssl"] = {
+                "certificate": str(leaf.fullchain_path),
+                "key": str(leaf.key_path),
+                "protocol": "tlsv1_2",
+            }
+        vhosts[domain] = options
+    direct_port = _free_ports(1)[0]
+    server = ProsodyServer(
+        base,
+        vhosts=vhosts,
+        modules=(*DEFAULT_MODULES, "tls"),
+        global_options={"c2s_direct_tls_ports": [direct_port]},
+    )
+    for domain, (kind, _) in TLS_VHOSTS.items():
+        install_for_prosody(certs.leaves[kind], server.certs_path, domain)
+        server.register("alice", domain, "alice-tls-pw")
+    server.start()
+    try:
+        yield ProsodyTLS(server, direct_port, certs, "alice-tls-pw")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_service(prosody_tls):
+    """The API trusting the test CA (--ca-file), loopback allowed."""
+    running = start_service("--allow-private", "--read-timeout", "3000", "--ca-file",
+                            prosody_tls.ca_path)  # fmt: skip
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -144,9 +144,41 @@ class HostileFactory(Factory):
         self.live: set = set()
         self.connections = 0
         self.then_reset = False
+        self.then_close = False
         self.interval = 1.0
         for k, v in attrs.items():
             setattr(self, k, v)
+
+
+STARTTLS_FEATURES = (
+    b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+    b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"
+    b"</mechanisms></stream:features>"
+)
+PROCEED = b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+
+
+class StartTLSThen(Hostile):
+    """
+    Offer STARTTLS, answer <proceed/>, and when the client's TLS ClientHello
+    arrives, answer C{payload} (not TLS) and maybe close.
+    """
+
+    proceeded = False
+
+    def on_data(self):
+        if self.proceeded:
+            self.received = b""
+            self.write(self.factory.payload)
+            if self.factory.then_close:
+                self.transport.loseConnection()
+        elif b"<starttls" in self.received:
+            self.received = b""
+            self.proceeded = True
+            self.write(PROCEED)
+        elif b"version='1.0'" in self.received:
+            self.received = b""
+            self.write(HEADER + STARTTLS_FEATURES)
 
 
 def login_script(after_auth=SUCCESS, bound=BOUND_FEATURES, bind_reply=None):
@@ -198,4 +230,25 @@ def servers():
         "sasl_failure": (HostileFactory(Scripted, script=login_script(after_auth=sasl_failure)),
                          "login", "sasl"),
         "flood_login": (HostileFactory(Flood), "login", "protocol"),
+        "starttls_failure": (
+            HostileFactory(
+                Scripted,
+                script=[
+                    (b"version='1.0'", HEADER + STARTTLS_FEATURES),
+                    (b"<starttls", b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+                ],
+            ),
+            "login",
+            "tls",
+        ),
+        "starttls_garbage": (
+            HostileFactory(StartTLSThen, payload=b"HTTP/1.1 400 Bad Request\r\n\r\n" * 20),
+            "login",
+            "tls",
+        ),
+        "starttls_close": (
+            HostileFactory(StartTLSThen, payload=b"", then_close=True),
+            "connect",
+            "tls",
+        ),
     }  # fmt: skip

@@ -728,3 +728,76 @@ class ScramFlowTests(FlowCase):
 
         self.failed(self.login(first), "sasl")
         self.assertEqual(self.derivations, [])
+
+
+PROCEED = b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+
+
+class StartTLSTests(FlowCase):
+    """STARTTLS failures on a fake transport: the TLS peer's part is played here."""
+
+    def login(self, after_starttls, body=None):
+        from xmpp_fakes import FEATURES_STARTTLS
+
+        script = [
+            (b"xml:lang='en'>", HEADER + FEATURES_STARTTLS),
+            (b"<starttls", after_starttls),
+        ]
+        return flows.login(self.env(script), validate.parse_login({**AUTH, **(body or {})}))
+
+    def test_failure(self):
+        """<failure/> in answer to <starttls/>: errorType tls, no credential sent."""
+        d = self.login(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        f = self.failed(d, "tls")
+        self.assertEqual(f.error.message, "Server answered STARTTLS with <failure/>")
+        self.assertEqual(list(f.phases), ["stream_opened"])
+        self.assertNotIn(b"<auth", self.transport.value())
+        self.assertClean()
+
+    def test_closed_mid_handshake(self):
+        """A server that closes during the handshake: errorType tls."""
+        d = self.login(PROCEED)
+        self.assertIsNotNone(self.transport.tls_creator)
+        self.assertNoResult(d)
+        close_peer(self.transport)
+        f = self.failed(d, "tls")
+        self.assertEqual(f.error.message, "Server closed the connection during the TLS handshake")
+        self.assertNotIn(b"<auth", self.transport.value())
+
+    def test_garbage_handshake(self):
+        """A handshake OpenSSL cannot parse: errorType tls with OpenSSL's reason."""
+        from OpenSSL.SSL import Error
+
+        d = self.login(PROCEED)
+        self.transport.protocol.connectionLost(
+            Failure(Error([("SSL routines", "", "packet length too long")]))
+        )
+        f = self.failed(d, "tls")
+        self.assertEqual(f.error.message, "TLS handshake failed: packet length too long")
+
+    def test_handshake_silence(self):
+        """A server silent after <proceed/>: Read timeout on the handshake."""
+        d = self.login(PROCEED)
+        self.clock.advance(5)
+        f = self.failed(d, "timeout")
+        self.assertEqual(
+            f.error.message, "Read timeout: the TLS handshake did not complete within 5000 ms"
+        )
+        self.assertClean()
+
+    def test_tls_none_skips_starttls(self):
+        """tls: none never sends <starttls/>, and warns about PLAIN in clear."""
+        from xmpp_fakes import FEATURES_STARTTLS
+
+        script = login_script(features=FEATURES_STARTTLS)
+        result = self.successResultOf(
+            flows.login(self.env(script), validate.parse_login({**AUTH, "tls": "none"}))
+        )
+        self.assertNotIn(b"<starttls", self.transport.value())
+        self.assertEqual(result.warnings, ("credentials sent without TLS",))
+        self.assertEqual((result.tls.available, result.tls.negotiated), (True, False))
+
+    def test_unexpected_reply(self):
+        """An element other than <proceed/> or <failure/>: protocol."""
+        f = self.failed(self.login(b"<iq type='get' id='x'/>"), "protocol")
+        self.assertIn("after <starttls/>", f.error.message)

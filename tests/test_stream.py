@@ -153,6 +153,11 @@ class RefusalTests(SynchronousTestCase):
         self.assertIsInstance(e, ProtocolViolation)
         self.assertEqual(e.message, "Malformed XML from server: undefined entity")
 
+    def test_text_between_stanzas(self):
+        """Non-whitespace text between stanzas is a protocol violation."""
+        e = parse_error(self, HEADER + FEATURES + b"HTTP/1.1 400 Bad Request")
+        self.assertIn("text outside any stanza", e.message)
+
     def test_processing_instruction(self):
         """A processing instruction is refused."""
         e = parse_error(self, HEADER + b"<?evil data?>")

@@ -96,6 +96,12 @@ class ScriptedTransport(StringTransport):
             else:
                 self.deliver(reply)
 
+    tls_creator = None
+
+    def startTLS(self, creator):
+        """Record the upgrade; the test plays the TLS peer's part."""
+        self.tls_creator = creator
+
     def deliver(self, data):
         """The peer sends C{data}, in chunks of C{self.chunk} bytes if set."""
         if self.protocol is None:
