@@ -437,7 +437,10 @@ class EjabberdServer:
     key + chain): ``certfiles`` -> top-level ``certfiles``; ``starttls`` /
     ``starttls_required`` go on the plaintext c2s listener; ``direct_tls=True``
     adds a second c2s listener with ``tls: true`` on :attr:`c2s_tls_port`;
-    ``c2s_options`` are merged into every c2s listener.  TLS options without
+    ``c2s_options`` are merged into every c2s listener, then
+    ``direct_tls_options`` into the direct-TLS one only (e.g.
+    ``{"protocol_options": ["no_sslv3", "no_tlsv1_3"]}`` for a TLS 1.2-only
+    port next to a STARTTLS port that negotiates TLS 1.3).  TLS options without
     ``certfiles`` raise :class:`ValueError`.  ``s2s=True`` adds an
     ``ejabberd_s2s_in`` listener on :attr:`s2s_port` (loopback).
 
@@ -460,6 +463,7 @@ class EjabberdServer:
         starttls_required: bool = False,
         direct_tls: bool = False,
         c2s_options: Mapping[str, object] | None = None,
+        direct_tls_options: Mapping[str, object] | None = None,
         s2s: bool = False,
         ejabberdctl: str | None = None,
         startup_timeout: float = 30.0,
@@ -486,6 +490,7 @@ class EjabberdServer:
         self.starttls_required = starttls_required
         self.direct_tls = direct_tls
         self.c2s_options: dict[str, object] = dict(c2s_options or {})
+        self.direct_tls_options: dict[str, object] = dict(direct_tls_options or {})
         self.s2s = s2s
         self.ejabberdctl = ejabberdctl or find_ejabberd()
         self.startup_timeout = startup_timeout
@@ -557,7 +562,13 @@ class EjabberdServer:
         ]
         if self.direct_tls:
             listeners.append(
-                {"port": self.c2s_tls_port, **c2s_common, "tls": True, **self.c2s_options}
+                {
+                    "port": self.c2s_tls_port,
+                    **c2s_common,
+                    "tls": True,
+                    **self.c2s_options,
+                    **self.direct_tls_options,
+                }
             )
         if self.s2s:
             listeners.append({"port": self.s2s_port, "ip": LOOPBACK, "module": "ejabberd_s2s_in"})
@@ -565,6 +576,8 @@ class EjabberdServer:
 
     def config(self) -> dict[str, object]:
         """The ``ejabberd.yml`` document for the current ports and options."""
+        if self.direct_tls_options and not self.direct_tls:
+            raise ValueError("direct_tls_options need direct_tls=True")
         if (self.starttls or self.starttls_required or self.direct_tls) and not self.certfiles:
             raise ValueError("starttls/starttls_required/direct_tls need certfiles")
         config: dict[str, object] = {"hosts": list(self.hosts)}
