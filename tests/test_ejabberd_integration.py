@@ -65,8 +65,9 @@ TLS_MECHANISMS = [
 ]
 #: A TLS 1.2-only listener (fast_tls option names; the first three are
 #: ejabberd's defaults, which a listener's protocol_options replaces).
-TLS12_ONLY = {"protocol_options": ["no_sslv3", "cipher_server_preference", "no_compression",
-                                   "no_tlsv1_3"]}  # fmt: skip
+TLS12_ONLY = {
+    "protocol_options": ["no_sslv3", "cipher_server_preference", "no_compression", "no_tlsv1_3"]
+}
 INVALID_CHANNEL_BINDING = "Invalid channel binding"
 
 

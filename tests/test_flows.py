@@ -2,6 +2,8 @@
 
 import base64
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -9,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from xmpp_fakes import (
     BIND_RESULT,
     FEATURES,
+    FEATURES_BOUND,
     FEATURES_BOUND_NO_SESSION,
     FEATURES_NO_PLAIN,
     HEADER,
@@ -801,3 +804,62 @@ class StartTLSTests(FlowCase):
         """An element other than <proceed/> or <failure/>: protocol."""
         f = self.failed(self.login(b"<iq type='get' id='x'/>"), "protocol")
         self.assertIn("after <starttls/>", f.error.message)
+
+
+MARKERS = [b"xml:lang='en'>", b"</auth>", b"xml:lang='en'>", b"</iq>", b"</iq>", b"</iq>"]
+GOOD_REPLIES = [
+    HEADER + FEATURES,
+    SUCCESS,
+    HEADER2 + FEATURES_BOUND,
+    BIND_RESULT,
+    b"<iq type='result' id='sess1'/>",
+    sasl_failure("not-authorized"),
+    stream_error("conflict"),
+    b"<?xml version='1.0'?>",
+    b"</stream:stream>",
+]
+
+
+class FuzzTests(FlowCase):
+    """Whatever a server sends, a flow ends with a typed result and no timer left."""
+
+    ERROR_TYPES = {
+        "dns", "connect", "timeout", "tls", "stream_error", "sasl", "bind",
+        "protocol", "too_large", "closed",
+    }  # fmt: skip
+
+    def run_login(self, replies, chunk):
+        script = [(marker, reply) for marker, reply in zip(MARKERS, replies, strict=False)]
+        d = flows.login(self.env(script, chunk=chunk), validate.parse_login(AUTH))
+        self.clock.advance(20)
+        if self.transport.protocol is not None:
+            self.transport.protocol.connectionLost(Failure(ConnectionDone()))
+        self.clock.advance(10)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        outcome = []
+        d.addBoth(outcome.append)
+        [result] = outcome
+        if isinstance(result, Failure):
+            result.trap(flows.Failed)
+            self.assertIn(result.value.error.error_type, self.ERROR_TYPES)
+        else:
+            self.assertTrue(result.jid)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=80),
+                st.sampled_from(GOOD_REPLIES),
+                st.builds(
+                    lambda a, b: a + b, st.sampled_from(GOOD_REPLIES), st.binary(max_size=20)
+                ),
+            ),
+            max_size=6,
+        ),
+        st.sampled_from([None, 1, 3, 17]),
+    )
+    def test_arbitrary_replies(self, replies, chunk):
+        """Random and mangled server replies at every step: typed outcome, nothing left."""
+        self.clock = Clock()
+        self.run_login(replies, chunk)
