@@ -61,6 +61,10 @@ from .protocol import Transcript, XMPPClientProtocol
 from .stream import Limits, StreamHeader
 
 WARN_PLAINTEXT_CREDENTIALS = "credentials sent without TLS"
+TLS13_UNIQUE_WARNING = (
+    "tls-unique is undefined on TLS 1.3 (RFC 8446, RFC 9266); sent the client Finished "
+    "message, as ejabberd 23.01 expects"
+)
 
 
 @attrs.frozen
@@ -209,10 +213,12 @@ class Failed(Exception):
     probe had reached (for the JSON answer).
     """
 
-    def __init__(self, error, trace, raw=None, tls=None):
+    def __init__(self, error, trace, raw=None, tls=None, mechanism=None, channel_binding=None):
         super().__init__(str(error))
         self.error = error
         self.tls = tls
+        self.mechanism = mechanism
+        self.channel_binding = channel_binding
         self.warnings = tuple(trace.warnings)
         self.phases = tuple(trace.phases)
         self.timings = dict(trace.timings)
@@ -234,7 +240,14 @@ def _timed(coro, env: Environment, total: float, trace: Trace, session) -> Defer
 
     def failed(failure):
         if failure.check(ProbeError):
-            raise Failed(failure.value, trace, session.proto.raw(), session.tls)
+            raise Failed(
+                failure.value,
+                trace,
+                session.proto.raw(),
+                session.tls,
+                session.mechanism_used,
+                session.binding_used,
+            )
         return failure
 
     d = Deferred.fromCoroutine(coro)
@@ -255,6 +268,8 @@ class _Session:
         self.tls = TLSInfo(False, False)
         self.channel_binding: tuple[str, bytes] | None = None
         self.binding_used: str | None = None
+        self.binding_by_default = False
+        self.mechanism_used: str | None = None
         self.tls_connection = None
 
     async def open(self, direct: bool = False) -> tuple[StreamHeader, Features]:
@@ -276,8 +291,8 @@ class _Session:
     def _negotiated(self, creator, *, available, required, direct=False):
         connection = self.proto.tls_connection() or creator.connection
         self.tls_connection = connection
-        report = tlsinfo.report(connection, self.domain, self.env.trust or _system_trust(),
-                                self.env.now())  # fmt: skip
+        trust = self.env.trust if self.env.trust is not None else _system_trust()
+        report = tlsinfo.report(connection, self.domain, trust, self.env.now())
         self.tls = TLSInfo(available, required, True, direct, report)
         for warning in self.tls.warnings():
             self.trace.warn(warning)
@@ -344,12 +359,10 @@ class _Session:
         Once STARTTLS is negotiated: check the certificate (auth flows with
         C{verify}), then open the new stream and read its features.
         """
-        if not self.tls.negotiated or self.tls.direct:
-            if verify:
-                self.check_certificate()
-            return features
         if verify:
             self.check_certificate()
+        if not self.tls.negotiated or self.tls.direct:
+            return features
         _, features = await self.open_stream()
         self.tls = attrs.evolve(self.tls, features=features)
         return features
@@ -364,6 +377,10 @@ class _Session:
             return
         if forced is not None:
             data = tlsinfo.channel_binding(self.tls_connection, forced)
+            if not data and forced == tlsinfo.TLS_UNIQUE:
+                data = tlsinfo.tls_unique_tls13_compat(self.tls_connection)
+                if data:
+                    self.trace.warn(TLS13_UNIQUE_WARNING)
             if not data:
                 raise SASLFailure(
                     "channelBinding %s is not available on this connection (%s)"
@@ -374,6 +391,36 @@ class _Session:
             self.channel_binding = tlsinfo.default_binding(
                 self.tls_connection, list(features.channel_bindings)
             )
+            self.binding_by_default = not features.channel_bindings
+
+    def tls13_unique_fallback(self, error: SASLFailure) -> bool:
+        """
+        After a server refused a -PLUS login bound with C{tls-exporter} (the
+        RFC 9266 default on TLS 1.3, used because the server advertised no
+        binding types), switch to C{tls-unique} computed as ejabberd 23.01
+        does on TLS 1.3 (the client Finished message) for one more attempt
+        on the same stream (RFC 6120 §6.4.5 allows retries).
+
+        @return: whether to retry.
+        """
+        if not (
+            self.binding_by_default
+            and self.binding_used == tlsinfo.TLS_EXPORTER
+            and "saslCondition" in error.extra
+        ):
+            return False
+        data = tlsinfo.tls_unique_tls13_compat(self.tls_connection)
+        if not data:
+            return False
+        self.binding_by_default = False
+        self.channel_binding = (tlsinfo.TLS_UNIQUE, data)
+        self.trace.warn(
+            "the server refused channel binding tls-exporter (%s%s); retried with "
+            "tls-unique" % (error.extra["saslCondition"],
+                            ": " + error.extra["saslText"] if "saslText" in error.extra else "")
+        )  # fmt: skip
+        self.trace.warn(TLS13_UNIQUE_WARNING)
+        return True
 
     async def authenticate(self, features: Features, username: str, password: str, requested):
         """SASL (RFC 6120 §6): returns the mechanism's name once authenticated."""
@@ -387,6 +434,8 @@ class _Session:
             server_offers_plus=sasl.server_offers_plus(offered),
             to_thread=self.env.to_thread,
         )
+        self.mechanism_used = name
+        self.binding_used = getattr(mechanism, "channel_binding_type", None)
         auth = domish.Element((NS_SASL, "auth"))
         auth["mechanism"] = name
         auth.addContent(_b64(mechanism.initial_response()))
@@ -417,7 +466,6 @@ class _Session:
         self.trace.phase("authenticated")
         for warning in getattr(mechanism, "warnings", ()):
             self.trace.warn(warning)
-        self.binding_used = getattr(mechanism, "channel_binding_type", None)
         return name
 
     async def restart(self) -> Features:
@@ -571,7 +619,12 @@ async def _login(session: _Session, req) -> AuthResult:
     features = await session.after_tls(features, verify=req.tls_verify)
     session.choose_binding(features, req.channel_binding)
     offered = features.mechanisms
-    mechanism = await session.authenticate(features, req.username, req.password, req.mechanism)
+    try:
+        mechanism = await session.authenticate(features, req.username, req.password, req.mechanism)
+    except SASLFailure as e:
+        if not session.tls13_unique_fallback(e):
+            raise
+        mechanism = await session.authenticate(features, req.username, req.password, req.mechanism)
     features = await session.restart()
     jid = await session.bind(features, req.resource)
     trace = session.trace

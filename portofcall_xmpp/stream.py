@@ -320,8 +320,7 @@ class XMLStreamParser:
         if len(self._stack) >= self._limits.max_depth:
             raise _Halt(
                 TooLarge(
-                    "Server sent elements nested deeper than %d levels"
-                    % (self._limits.max_depth,)
+                    "Server sent elements nested deeper than %d levels" % (self._limits.max_depth,)
                 )
             )
         element = domish.Element((uri, local), self._default_ns[-1], attributes, prefixes)

@@ -760,6 +760,17 @@ def tls_unique(connection: SSL.Connection) -> bytes | None:
     return connection.get_finished()
 
 
+def tls_unique_tls13_compat(connection: SSL.Connection) -> bytes | None:
+    """
+    What some servers (ejabberd 23.01) accept as C{tls-unique} on TLS 1.3,
+    where RFC 8446 leaves it undefined: the client's Finished message.
+    C{None} below TLS 1.3 (use L{tls_unique} there).
+    """
+    if not _is_tls13(connection):
+        return None
+    return connection.get_finished()
+
+
 def end_point_hash(certificate: x509.Certificate) -> bytes | None:
     """
     The C{tls-server-end-point} hash of C{certificate} (RFC 5929 §4.1): its

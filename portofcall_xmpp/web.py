@@ -243,6 +243,9 @@ def failure_json(failed: flows.Failed, req, auth: bool) -> dict:
     if auth:
         body["phases"] = list(failed.phases)
         body["timings"] = {k: _ms(v) for k, v in failed.timings.items()}
+        if failed.mechanism is not None:
+            body["mechanism"] = failed.mechanism
+            body["channelBinding"] = failed.channel_binding
     body.update(error.extra)
     if failed.tls is not None and failed.tls.negotiated:
         body["tls"] = _tls_json(failed.tls)
@@ -387,9 +390,7 @@ class Api:
     def not_allowed(self, request, failure):
         allowed = ", ".join(getattr(failure.value, "valid_methods", None) or [])
         headers = {"Allow": allowed} if allowed else None
-        return _write_json(
-            request, 405, {"success": False, "error": "Method not allowed"}, headers
-        )
+        return _write_json(request, 405, {"success": False, "error": "Method not allowed"}, headers)
 
 
 def _target(req) -> str:
