@@ -346,3 +346,52 @@ async def test_health(service):
     response = await treq.get(service.url("/api/health"))
     assert response.code == 200
     assert json.loads(await response.content())["status"] == "ok"
+
+
+@pytest_twisted.ensureDeferred
+async def test_credentials_never_leak(prosody, service):
+    """
+    Every auth flow, PLAIN and SCRAM, success and failure, with transcripts:
+    the marker password appears in no response and no log line, plain or
+    base64; the marker username appears in no log line.
+    """
+    from twisted.logger import globalLogPublisher
+
+    account = prosody.new_user("markeruser", password="Marker-Pass-1234")
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    bodies = []
+    try:
+        for endpoint in ("login", "roster", "message"):
+            for mechanism in ("PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"):
+                for password in (account.password, account.password + "-wrong"):
+                    request = {
+                        "host": prosody.host,
+                        "port": prosody.port,
+                        "domain": prosody.domain,
+                        "username": account.user,
+                        "password": password,
+                        "mechanism": mechanism,
+                        "resource": "leak-%s-%s" % (endpoint, mechanism),
+                        "transcript": True,
+                        "recipient": "bob@localhost",
+                        "waitMs": 0,
+                    }
+                    code, body = await post(service, "/api/xmpp/" + endpoint, request)
+                    assert code == 200
+                    assert body["success"] is (password == account.password), body
+                    bodies.append(body)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    text = json.dumps(bodies)
+    logs = repr(events)
+    for secret in (account.password, account.password + "-wrong"):
+        for form in (
+            secret,
+            base64.b64encode(secret.encode()).decode(),
+            base64.b64encode(b"\0" + account.user.encode() + b"\0" + secret.encode()).decode(),
+        ):
+            assert form not in text
+            assert form not in logs
+    assert account.user not in logs
+    assert text.count("[redacted]") >= 18
