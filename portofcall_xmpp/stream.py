@@ -22,6 +22,7 @@ This module is pure: no transport, no clock.
 
 from __future__ import annotations
 
+import gc
 import pyexpat
 
 import attrs
@@ -155,6 +156,12 @@ class XMLStreamParser:
                 )
             )
         self._fed += len(data)
+        # Building a large tree allocates many container objects; with the
+        # cyclic collector running, each full collection walks the whole tree
+        # built so far, and the cost of a large roster grows faster than its
+        # size.  Pause the collector for the duration of one chunk.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             self._parser.Parse(data, False)
         except _Halt as halt:
@@ -166,6 +173,9 @@ class XMLStreamParser:
                     extra={"xmlError": {"line": e.lineno, "column": e.offset}},
                 )
             )
+        finally:
+            if collecting:
+                gc.enable()
         pending = self._fed - self._boundary
         if pending > self._limits.max_element_bytes:
             self._die(self._element_too_large(pending))
@@ -327,8 +337,9 @@ class XMLStreamParser:
         if self._stack:
             parent = self._stack[-1]
             self._flush_text(parent)
+            # No element.parent back-reference: without it a tree is freed by
+            # reference counting alone, as soon as the flow drops it.
             parent.children.append(element)
-            element.parent = parent
         self._stack.append(element)
         self._texts.append([])
 
@@ -352,7 +363,6 @@ class XMLStreamParser:
             size = end - self._start_offset
             if size > self._limits.max_element_bytes:
                 raise _Halt(self._element_too_large(size))
-            element.parent = None
             self._boundary = end
             self.events.append(Stanza(element, end))
 

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from . import __version__, flows, validate
+from . import __version__, flows, openapi, validate
 from .errors import RequestError
 
 MAX_BODY_BYTES = 64 * 1024
@@ -381,6 +381,28 @@ class Api:
         return _write_json(
             request, 200, {"status": "ok", "version": __version__, "inFlight": self.in_flight}
         )
+
+    @app.route("/api/openapi.json", methods=["GET"])
+    def openapi_document(self, request):
+        body = openapi.document_bytes()
+        request.setHeader("content-type", "application/json; charset=utf-8")
+        request.setHeader("cache-control", "no-cache")
+        request.setHeader("x-content-type-options", "nosniff")
+        request.setHeader("content-length", str(len(body)))
+        return body
+
+    @app.route("/", methods=["GET"], endpoint="page")
+    @app.route("/static/<name>", methods=["GET"], endpoint="static_file")
+    def page(self, request, name="index.html"):
+        found = openapi.static_file(name)
+        if found is None:
+            raise NotFound()
+        body, content_type = found
+        request.setHeader("content-type", content_type)
+        for header, value in openapi.PAGE_HEADERS.items():
+            request.setHeader(header, value)
+        request.setHeader("content-length", str(len(body)))
+        return body
 
     @app.handle_errors(NotFound)
     def not_found(self, request, failure):

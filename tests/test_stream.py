@@ -121,6 +121,15 @@ class ParserTests(SynchronousTestCase):
         self.assertEqual(len(items), 10000)
         self.assertEqual([str(g) for g in items[9999].elements()], ["Friends", "Group 3"])
 
+    def test_roster_50000_with_8mib(self):
+        """A 50,000-item roster (over 4 MiB) passes with an 8 MiB element cap, not with 4."""
+        data = HEADER + roster_stanza(50000)
+        self.assertGreater(len(data), 4 * 1024 * 1024)
+        events = parse(data, 65536, Limits(max_element_bytes=8 * 1024 * 1024))
+        self.assertEqual(len(events[1].element.firstChildElement().children), 50000)
+        e = parse_error(self, data, chunk=65536)
+        self.assertIsInstance(e, TooLarge)
+
     def test_mixed_content_order(self):
         """Text and child elements keep their document order."""
         [_, stanza] = parse(HEADER + b"<a>x<b/>y<c>z</c>w</a>")

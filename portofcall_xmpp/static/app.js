@@ -1,0 +1,422 @@
+// The probe page: one form per endpoint; Run POSTs the form as JSON to the
+// same origin and shows the answer.  Everything the server sends is shown
+// with textContent (never as markup).  Nothing is stored: the password lives
+// in its input and in the request body only.
+"use strict";
+
+(function () {
+  // Fields kept equal across the four forms as you type (tls is not: its
+  // choices differ between /connect and the auth endpoints).
+  const SHARED = new Set([
+    "host", "port", "domain", "username", "password", "resource",
+    "mechanism", "channelBinding", "tlsVerify", "transcript",
+  ]);
+  const TRIMMED = new Set(["host", "domain", "recipient"]);
+  const ROSTER_ROWS = 2000;
+
+  const forms = Array.from(document.querySelectorAll("form.probe"));
+  const tabs = Array.from(document.querySelectorAll("[role=tab]"));
+  const summary = document.getElementById("summary");
+  const details = document.getElementById("details");
+  const rawBox = document.getElementById("raw-box");
+  const raw = document.getElementById("raw");
+  let controller = null;
+
+  // -- small DOM helpers
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function show(value) {
+    if (value === null || value === undefined) return "—";
+    if (value === true) return "yes";
+    if (value === false) return "no";
+    if (Array.isArray(value)) return value.length ? value.join(", ") : "(none)";
+    if (typeof value === "object") return JSON.stringify(value);
+    return String(value);
+  }
+
+  function section(title) {
+    const node = el("section", "part");
+    node.appendChild(el("h3", null, title));
+    details.appendChild(node);
+    return node;
+  }
+
+  // A definition list of the [label, key] pairs present in obj.
+  function facts(parent, obj, rows) {
+    const dl = el("dl", "facts");
+    for (const [label, key] of rows) {
+      if (!(key in obj)) continue;
+      dl.appendChild(el("dt", null, label));
+      const dd = el("dd", null, show(obj[key]));
+      if (obj[key] === true) dd.classList.add("yes");
+      if (obj[key] === false) dd.classList.add("no");
+      dl.appendChild(dd);
+    }
+    if (dl.childElementCount) parent.appendChild(dl);
+    return dl;
+  }
+
+  // -- tabs
+
+  function select(tab, focus) {
+    for (const t of tabs) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", on ? "true" : "false");
+      t.tabIndex = on ? 0 : -1;
+      document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
+    }
+    if (focus) tab.focus();
+  }
+
+  function setupTabs() {
+    const list = document.querySelector("[role=tablist]");
+    for (const tab of tabs) {
+      tab.addEventListener("click", () => select(tab, false));
+      tab.addEventListener("keydown", (event) => {
+        const i = tabs.indexOf(tab);
+        let next = null;
+        if (event.key === "ArrowRight") next = tabs[(i + 1) % tabs.length];
+        else if (event.key === "ArrowLeft") next = tabs[(i - 1 + tabs.length) % tabs.length];
+        else if (event.key === "Home") next = tabs[0];
+        else if (event.key === "End") next = tabs[tabs.length - 1];
+        if (next) {
+          event.preventDefault();
+          select(next, true);
+        }
+      });
+    }
+    list.hidden = false;
+  }
+
+  // -- shared fields
+
+  function copyField(source) {
+    if (!SHARED.has(source.name)) return;
+    for (const form of forms) {
+      if (form.contains(source)) continue;
+      const target = form.elements.namedItem(source.name);
+      if (!target) continue;
+      if (source.type === "checkbox") target.checked = source.checked;
+      else target.value = source.value;
+    }
+  }
+
+  // -- the request
+
+  function requestBody(form) {
+    const body = {};
+    for (const control of form.elements) {
+      const name = control.name;
+      if (!name || control.disabled) continue;
+      if (control.type === "checkbox") {
+        body[name] = control.checked;
+      } else if (control.type === "number") {
+        const text = control.value.trim();
+        if (text === "") continue;
+        const number = Number(text);
+        // Anything else goes as typed: the service's 400 names the field.
+        body[name] = Number.isInteger(number) ? number : text;
+      } else {
+        const value = TRIMMED.has(name) ? control.value.trim() : control.value;
+        if (value === "") continue; // not given: the service's default applies
+        body[name] = value;
+      }
+    }
+    return body;
+  }
+
+  function setRunning(running) {
+    for (const form of forms) {
+      form.querySelector("button.run").disabled = running;
+      form.querySelector("button.cancel").hidden = !running;
+    }
+  }
+
+  async function run(form) {
+    const endpoint = form.dataset.endpoint;
+    const body = requestBody(form);
+    controller = new AbortController();
+    setRunning(true);
+    summary.className = "summary pending";
+    summary.textContent = "Running " + endpoint.replace(/^.*\//, "/") + " against " +
+      (body.host || "?") + "…";
+    let response;
+    let text;
+    try {
+      response = await fetch(endpoint, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Accept": "application/json" },
+        body: JSON.stringify(body),
+        cache: "no-store",
+        credentials: "same-origin",
+        signal: controller.signal,
+      });
+      text = await response.text();
+    } catch (error) {
+      clear();
+      summary.className = "summary fail";
+      summary.textContent = error.name === "AbortError"
+        ? "Cancelled."
+        : "The request did not complete: " + error.message;
+      return;
+    } finally {
+      controller = null;
+      setRunning(false);
+    }
+    let data = null;
+    try {
+      data = JSON.parse(text);
+    } catch (error) {
+      data = null;
+    }
+    render(endpoint, response, data, text);
+  }
+
+  // -- the answer
+
+  function clear() {
+    details.replaceChildren();
+    raw.textContent = "";
+    rawBox.hidden = true;
+  }
+
+  function render(endpoint, response, data, text) {
+    clear();
+    renderSummary(response, data);
+    rawBox.hidden = false;
+    rawBox.open = true;
+    if (!data || typeof data !== "object") {
+      raw.textContent = text;
+      return;
+    }
+    raw.textContent = JSON.stringify(data, null, 2);
+    if (response.status !== 200) return;
+    renderOverview(data);
+    renderWarnings(data);
+    renderPhases(data);
+    renderTls(data.tls);
+    renderMessage(endpoint, data);
+    renderRoster(data.roster);
+    renderTranscript(data.transcript);
+  }
+
+  function renderSummary(response, data) {
+    summary.replaceChildren();
+    const status = response.status;
+    const add = (cls, value) => summary.appendChild(el("span", cls, value));
+    if (!data || typeof data !== "object") {
+      summary.className = "summary fail";
+      add("verdict", "HTTP " + status);
+      add("detail", "The answer was not JSON.");
+      return;
+    }
+    if (status === 200 && data.success === true) {
+      summary.className = "summary ok";
+      add("verdict", "✓ Success");
+      add("detail", typeof data.message === "string" ? data.message : "Message sent");
+    } else if (status === 200) {
+      summary.className = "summary fail";
+      add("verdict", "✗ Failed");
+      if (data.errorType) add("tag", data.errorType);
+      add("detail", show(data.error));
+    } else {
+      summary.className = "summary refused";
+      add("verdict", "✗ Refused (HTTP " + status + ")");
+      add("detail", show(data.error));
+      if (data.blocked) add("tag", "blocked");
+      const retry = response.headers.get("Retry-After");
+      if (retry) add("detail", "Retry after " + retry + " s.");
+    }
+    if (typeof data.elapsedMs === "number") add("elapsed", data.elapsedMs + " ms");
+  }
+
+  function renderOverview(data) {
+    const part = section(data.success ? "Server" : "Details");
+    facts(part, data, [
+      ["Host", "host"],
+      ["Port", "port"],
+      ["Domain", "domain"],
+      ["Bound JID", "jid"],
+      ["Stream id", "streamId"],
+      ["Server (from)", "serverFrom"],
+      ["XMPP version", "xmppVersion"],
+      ["Stream language", "streamLang"],
+      ["SASL mechanisms", "saslMechanisms"],
+      ["Mechanism used", "mechanism"],
+      ["Channel binding", "channelBinding"],
+      ["Features", "features"],
+      ["Feature namespaces", "featureNamespaces"],
+      ["Compression", "compressionMethods"],
+      ["Channel-binding types offered", "saslChannelBindings"],
+      ["Stream error text", "streamErrorText"],
+      ["SASL condition", "saslCondition"],
+      ["SASL text", "saslText"],
+      ["SCRAM error", "scramError"],
+      ["Error condition", "errorCondition"],
+      ["XML error", "xmlError"],
+    ]);
+    if (!part.querySelector("dl")) part.remove();
+  }
+
+  function renderWarnings(data) {
+    if (!Array.isArray(data.warnings) || !data.warnings.length) return;
+    const part = section("Warnings");
+    const list = el("ul", "warnings");
+    for (const warning of data.warnings) list.appendChild(el("li", null, warning));
+    part.appendChild(list);
+  }
+
+  function renderPhases(data) {
+    if (!Array.isArray(data.phases)) return;
+    const part = section("Phases");
+    const list = el("ol", "phases");
+    const timings = data.timings || {};
+    let previous = 0;
+    for (const phase of data.phases) {
+      const item = el("li", "done");
+      item.appendChild(el("span", "phase", phase));
+      const at = timings[phase];
+      if (typeof at === "number") {
+        item.appendChild(el("span", "ms", at + " ms (+" + (at - previous) + ")"));
+        previous = at;
+      }
+      list.appendChild(item);
+    }
+    if (data.success === false) {
+      const item = el("li", "stopped");
+      item.appendChild(el("span", "phase", "stopped: " + show(data.errorType)));
+      if (typeof data.elapsedMs === "number") {
+        item.appendChild(el("span", "ms", data.elapsedMs + " ms"));
+      }
+      list.appendChild(item);
+    }
+    if (!list.childElementCount) list.appendChild(el("li", "stopped", "no phase reached"));
+    part.appendChild(list);
+  }
+
+  function renderTls(tls) {
+    if (!tls || typeof tls !== "object") return;
+    const part = section("TLS");
+    facts(part, tls, [
+      ["STARTTLS offered", "available"],
+      ["STARTTLS required", "required"],
+      ["Negotiated", "negotiated"],
+      ["Direct TLS", "direct"],
+      ["Protocol", "protocol"],
+      ["Cipher", "cipher"],
+      ["ALPN", "alpn"],
+      ["SASL mechanisms after STARTTLS", "saslMechanisms"],
+      ["Features after STARTTLS", "features"],
+    ]);
+    const cert = tls.certificate;
+    if ("certificate" in tls && !cert) part.appendChild(el("p", null, "No certificate."));
+    if (!cert) return;
+    const title = el("h4", null, "Certificate ");
+    title.appendChild(el("span", cert.verified ? "badge yes" : "badge no",
+      cert.verified ? "verified" : "not verified"));
+    part.appendChild(title);
+    facts(part, cert, [
+      ["Subject", "subject"],
+      ["Issuer", "issuer"],
+      ["Subject alt names", "subjectAltNames"],
+      ["Valid from", "notBefore"],
+      ["Valid until", "notAfter"],
+      ["Days until expiry", "daysUntilExpiry"],
+      ["Verified (chain and name)", "verified"],
+      ["Why not", "verifyError"],
+      ["Name matches the domain", "matchesDomain"],
+      ["SHA-256 fingerprint", "fingerprintSha256"],
+    ]);
+  }
+
+  function renderMessage(endpoint, data) {
+    if (!/\/message$/.test(endpoint) || !data.message || typeof data.message !== "object") return;
+    const part = section("Message");
+    facts(part, data.message, [["To", "to"], ["Id", "id"], ["Body", "body"]]);
+    const condition = data.deliveryErrorCondition;
+    const delivery = el("dl", "facts");
+    delivery.appendChild(el("dt", null, "Delivery error"));
+    delivery.appendChild(el("dd", condition ? "no" : null, condition
+      ? [condition.type, condition.condition, condition.text].filter((x) => x).join(" · ")
+      : "none within the listening window"));
+    const receipt = data.receipt || {};
+    delivery.appendChild(el("dt", null, "Receipt"));
+    delivery.appendChild(el("dd", null, !receipt.requested
+      ? "not requested"
+      : receipt.received ? "received after " + receipt.ms + " ms" : "requested, not received"));
+    part.appendChild(delivery);
+    if (data.deliveryError) part.appendChild(el("pre", "xml", data.deliveryError));
+  }
+
+  function renderRoster(roster) {
+    if (!roster || !Array.isArray(roster.contacts)) return;
+    const part = section("Roster");
+    const table = el("table", "roster");
+    table.appendChild(el("caption", null, roster.total + " contact" +
+      (roster.total === 1 ? "" : "s") + (roster.version ? " · version " + roster.version : "")));
+    const head = el("thead");
+    const row = el("tr");
+    for (const name of ["JID", "Name", "Subscription", "Ask", "Groups"]) {
+      const cell = el("th", null, name);
+      cell.scope = "col";
+      row.appendChild(cell);
+    }
+    head.appendChild(row);
+    table.appendChild(head);
+    const body = el("tbody");
+    for (const contact of roster.contacts.slice(0, ROSTER_ROWS)) {
+      const tr = el("tr");
+      tr.appendChild(el("td", null, contact.jid));
+      tr.appendChild(el("td", null, show(contact.name)));
+      tr.appendChild(el("td", null, contact.subscription));
+      tr.appendChild(el("td", null, show(contact.ask)));
+      tr.appendChild(el("td", null, show(contact.groups)));
+      body.appendChild(tr);
+    }
+    table.appendChild(body);
+    const wrap = el("div", "scroll");
+    wrap.appendChild(table);
+    part.appendChild(wrap);
+    if (roster.contacts.length > ROSTER_ROWS) {
+      part.appendChild(el("p", null, "The first " + ROSTER_ROWS + " of " +
+        roster.contacts.length + " contacts; all of them are in the raw JSON."));
+    }
+  }
+
+  function renderTranscript(transcript) {
+    if (!Array.isArray(transcript)) return;
+    const part = section("Transcript");
+    const box = el("details");
+    box.appendChild(el("summary", null, transcript.length + " elements"));
+    const list = el("ol", "transcript");
+    for (const entry of transcript) {
+      const item = el("li", entry.dir === "out" ? "out" : "in");
+      item.appendChild(el("span", "dir", (entry.dir === "out" ? "→ " : "← ") + entry.ms + " ms"));
+      item.appendChild(el("pre", "xml", entry.xml));
+      list.appendChild(item);
+    }
+    box.appendChild(list);
+    part.appendChild(box);
+  }
+
+  // -- wiring
+
+  setupTabs();
+  for (const form of forms) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!controller) run(form);
+    });
+    form.addEventListener("input", (event) => copyField(event.target));
+    form.addEventListener("change", (event) => copyField(event.target));
+    form.querySelector("button.cancel").addEventListener("click", () => {
+      if (controller) controller.abort();
+    });
+  }
+})();
