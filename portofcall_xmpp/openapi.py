@@ -47,6 +47,7 @@ STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 
 #: The page loads only its own script and style sheet and talks only to its origin.
@@ -163,7 +164,7 @@ def _request_schemas() -> dict:
             "and the domain of the JID logged in as. Default: the host.",
             "examples": ["example.org"],
         },
-        "Transcript": {
+        "TranscriptFlag": {
             "type": "boolean",
             "default": False,
             "description": "Add `transcript`: every element in both directions, with SASL "
@@ -180,7 +181,7 @@ def _request_schemas() -> dict:
                     "`auto`: negotiate STARTTLS when offered and report on it; `none`: "
                     "plaintext features only; `direct`: TLS from the first byte (XEP-0368).",
                 ),
-                "transcript": _schema("Transcript"),
+                "transcript": _schema("TranscriptFlag"),
             },
             required=["host"],
         ),
@@ -240,11 +241,10 @@ def _request_schemas() -> dict:
                     "the server advertises (XEP-0440), else `tls-exporter` on TLS 1.3 and "
                     "`tls-unique` below.",
                 },
-                "transcript": _schema("Transcript"),
+                "transcript": _schema("TranscriptFlag"),
             },
             required=["host", "username", "password"],
-            description="The fields every auth endpoint (`/login`, `/roster`, `/message`) "
-            "takes.",
+            description="The fields every auth endpoint (`/login`, `/roster`, `/message`) takes.",
         ),
         "LoginRequest": {
             "allOf": [
@@ -620,6 +620,13 @@ def _response_schemas() -> dict:
                     {
                         "phases": _schema("Phases"),
                         "timings": _schema("Timings"),
+                        "mechanism": {
+                            "type": "string",
+                            "description": "The SASL mechanism, once one was chosen.",
+                        },
+                        "channelBinding": _nullable(
+                            "string", "With `mechanism`: the channel-binding type used."
+                        ),
                         "saslCondition": {"type": "string"},
                         "saslText": {"type": "string"},
                         "scramError": {
@@ -805,7 +812,7 @@ def _paths() -> dict:
                 "get": {
                     "operationId": "staticFile",
                     "tags": ["service"],
-                    "summary": "The page's script and style sheet",
+                    "summary": "The page and its script, style sheet and icon",
                     "parameters": [
                         {
                             "name": "name",
@@ -840,6 +847,11 @@ def document() -> dict:
     # Imported here: web imports this module to serve the document.
     from .web import MAX_BODY_BYTES, RETRY_AFTER_SECONDS
 
+    schemas = _request_schemas()
+    responses = _response_schemas()
+    if schemas.keys() & responses.keys():
+        raise ValueError("schema names clash: %s" % (sorted(schemas.keys() & responses.keys()),))
+    schemas.update(responses)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -860,7 +872,7 @@ def document() -> dict:
         ],
         "paths": _paths(),
         "components": {
-            "schemas": {**_request_schemas(), **_response_schemas()},
+            "schemas": schemas,
             "responses": _responses(MAX_BODY_BYTES),
             "headers": {
                 "RetryAfter": {

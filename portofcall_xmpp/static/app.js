@@ -47,15 +47,16 @@
     return node;
   }
 
-  // A definition list of the [label, key] pairs present in obj.
+  // A definition list of the [label, key, judged] rows present in obj; a
+  // judged yes/no is coloured good/bad.
   function facts(parent, obj, rows) {
     const dl = el("dl", "facts");
-    for (const [label, key] of rows) {
+    for (const [label, key, judged] of rows) {
       if (!(key in obj)) continue;
       dl.appendChild(el("dt", null, label));
       const dd = el("dd", null, show(obj[key]));
-      if (obj[key] === true) dd.classList.add("yes");
-      if (obj[key] === false) dd.classList.add("no");
+      if (judged && obj[key] === true) dd.classList.add("yes");
+      if (judged && obj[key] === false) dd.classList.add("no");
       dl.appendChild(dd);
     }
     if (dl.childElementCount) parent.appendChild(dl);
@@ -219,7 +220,12 @@
     if (status === 200 && data.success === true) {
       summary.className = "summary ok";
       add("verdict", "✓ Success");
-      add("detail", typeof data.message === "string" ? data.message : "Message sent");
+      if (typeof data.message === "string") {
+        add("detail", data.message);
+      } else {
+        const bounce = data.deliveryErrorCondition;
+        add("detail", "Message sent" + (bounce ? "; delivery error: " + bounce.condition : ""));
+      }
     } else if (status === 200) {
       summary.className = "summary fail";
       add("verdict", "✗ Failed");
@@ -306,7 +312,7 @@
     facts(part, tls, [
       ["STARTTLS offered", "available"],
       ["STARTTLS required", "required"],
-      ["Negotiated", "negotiated"],
+      ["Negotiated", "negotiated", true],
       ["Direct TLS", "direct"],
       ["Protocol", "protocol"],
       ["Cipher", "cipher"],
@@ -328,9 +334,9 @@
       ["Valid from", "notBefore"],
       ["Valid until", "notAfter"],
       ["Days until expiry", "daysUntilExpiry"],
-      ["Verified (chain and name)", "verified"],
+      ["Verified (chain and name)", "verified", true],
       ["Why not", "verifyError"],
-      ["Name matches the domain", "matchesDomain"],
+      ["Name matches the domain", "matchesDomain", true],
       ["SHA-256 fingerprint", "fingerprintSha256"],
     ]);
   }
@@ -338,9 +344,8 @@
   function renderMessage(endpoint, data) {
     if (!/\/message$/.test(endpoint) || !data.message || typeof data.message !== "object") return;
     const part = section("Message");
-    facts(part, data.message, [["To", "to"], ["Id", "id"], ["Body", "body"]]);
+    const delivery = facts(part, data.message, [["To", "to"], ["Id", "id"], ["Body", "body"]]);
     const condition = data.deliveryErrorCondition;
-    const delivery = el("dl", "facts");
     delivery.appendChild(el("dt", null, "Delivery error"));
     delivery.appendChild(el("dd", condition ? "no" : null, condition
       ? [condition.type, condition.condition, condition.text].filter((x) => x).join(" · ")
@@ -350,7 +355,7 @@
     delivery.appendChild(el("dd", null, !receipt.requested
       ? "not requested"
       : receipt.received ? "received after " + receipt.ms + " ms" : "requested, not received"));
-    part.appendChild(delivery);
+    if (!delivery.parentNode) part.appendChild(delivery);
     if (data.deliveryError) part.appendChild(el("pre", "xml", data.deliveryError));
   }
 
