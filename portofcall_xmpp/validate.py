@@ -675,21 +675,26 @@ def parse_connect(body) -> ConnectRequest:
     body = _require_object(body)
     if _is_missing(body.get("host")):
         raise RequestError(400, "Missing required parameter: host")
-    host = check_host(body["host"])
-    port = check_port(body)
-    domain = _optional_domain(body, host)
-    timeout = _milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, CONNECT_TIMEOUT)
-    tls = _choice(body, "tls", CONNECT_TLS_MODES, None)
-    if tls is None:
-        tls = "direct" if port == DIRECT_TLS_PORT else "auto"
     return ConnectRequest(
-        host=host,
-        port=port,
-        domain=domain,
-        timeout=timeout,
-        tls=tls,
+        **_target(body, CONNECT_TIMEOUT, CONNECT_TLS_MODES),
         transcript=_boolean(body, "transcript", False),
     )
+
+
+def _target(body: dict, default_timeout: float, tls_modes: tuple[str, ...]) -> dict:
+    """C{host}, C{port}, C{domain}, C{timeout} and C{tls}: where and how to connect."""
+    host = check_host(body["host"])
+    port = check_port(body)
+    tls = _choice(body, "tls", tls_modes, None)
+    if tls is None:
+        tls = "direct" if port == DIRECT_TLS_PORT else "auto"
+    return {
+        "host": host,
+        "port": port,
+        "domain": _optional_domain(body, host),
+        "timeout": _milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, default_timeout),
+        "tls": tls,
+    }
 
 
 def parse_auth(body, *, default_timeout: float = LOGIN_TIMEOUT) -> AuthRequest:
@@ -706,19 +711,8 @@ def parse_auth(body, *, default_timeout: float = LOGIN_TIMEOUT) -> AuthRequest:
     body = _require_object(body)
     if any(_is_missing(body.get(name)) for name in ("host", "username", "password")):
         raise RequestError(400, "host, username, and password are required")
-    host = check_host(body["host"])
-    port = check_port(body)
-    domain = _optional_domain(body, host)
-    timeout = _milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, default_timeout)
-    tls = _choice(body, "tls", AUTH_TLS_MODES, None)
-    if tls is None:
-        tls = "direct" if port == DIRECT_TLS_PORT else "auto"
     return AuthRequest(
-        host=host,
-        port=port,
-        domain=domain,
-        timeout=timeout,
-        tls=tls,
+        **_target(body, default_timeout, AUTH_TLS_MODES),
         tls_verify=_boolean(body, "tlsVerify", True),
         username=_username(body["username"]),
         password=_password(body["password"]),

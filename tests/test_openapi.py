@@ -10,7 +10,6 @@ import json
 import os
 import re
 
-from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -20,15 +19,14 @@ from xmpp_fakes import (
     HEADER,
     HEADER2,
     SUCCESS,
-    FakeConnector,
-    ScriptedTransport,
+    ApiHarness,
     iq_error,
     login_script,
     sasl_failure,
     stream_error,
 )
 
-from portofcall_xmpp import __version__, errors, flows, openapi, validate
+from portofcall_xmpp import __version__, errors, openapi, validate
 from portofcall_xmpp.errors import ConnectError, DestinationBlocked, RequestError
 from portofcall_xmpp.web import MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Api
 
@@ -476,29 +474,10 @@ class RequestSchemaTests(SynchronousTestCase):
         self.assertNotIn("required", self.schemas.flat(connect_tls)["enum"])
 
 
-class WebCase(SynchronousTestCase):
+class WebCase(ApiHarness, SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.schemas = Schemas(openapi.document())
-
-    def api(self, script=(), error=None, max_concurrent=200, connect=None):
-        self.transport = ScriptedTransport(script)
-        self.connector = FakeConnector(self.transport, error)
-        env = flows.Environment(connect or self.connector.connect, self.clock, 5.0)
-        self.app = Api(env, max_concurrent=max_concurrent)
-        self.stub = StubTreq(self.app.resource())
-        return self.stub
-
-    def post(self, path, body, headers=None, raw=None, advance=None):
-        if raw is None:
-            raw = json.dumps(body).encode()
-        hdrs = {"Content-Type": ["application/json"]} if headers is None else headers
-        d = self.stub.post(BASE + path, data=raw, headers=hdrs)
-        if advance:
-            self.clock.advance(advance)
-        self.stub.flush()
-        response = self.successResultOf(d)
-        return response, json.loads(self.successResultOf(response.content()))
 
     def get(self, path):
         d = self.stub.get(BASE + path)

@@ -3,7 +3,6 @@
 import base64
 import json
 
-from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
@@ -11,47 +10,25 @@ from twisted.trial.unittest import SynchronousTestCase
 from xmpp_fakes import (
     FEATURES,
     HEADER,
-    FakeConnector,
-    ScriptedTransport,
+    ApiHarness,
     login_script,
     sasl_failure,
     stream_error,
 )
 
-from portofcall_xmpp import flows
 from portofcall_xmpp.errors import ConnectError, DestinationBlocked
-from portofcall_xmpp.web import MAX_BODY_BYTES, Api
+from portofcall_xmpp.web import MAX_BODY_BYTES
 
 BASE = "http://probe.test"
 AUTH = {"host": "example.com", "username": "alice", "password": "Marker-Pw-77"}
 
 
-class WebCase(SynchronousTestCase):
+class WebCase(ApiHarness, SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.logged = []
         globalLogPublisher.addObserver(self.logged.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
-
-    def api(self, script=(), error=None, max_concurrent=200, connect=None):
-        self.transport = ScriptedTransport(script)
-        self.connector = FakeConnector(self.transport, error)
-        env = flows.Environment(connect or self.connector.connect, self.clock, 5.0)
-        self.app = Api(env, max_concurrent=max_concurrent)
-        self.stub = StubTreq(self.app.resource())
-        return self.stub
-
-    def post(self, path, body, headers=None, raw=None, advance=None):
-        if raw is None:
-            raw = json.dumps(body).encode()
-        hdrs = {"Content-Type": ["application/json"]} if headers is None else headers
-        d = self.stub.post(BASE + path, data=raw, headers=hdrs)
-        if advance:
-            self.clock.advance(advance)
-        self.stub.flush()
-        response = self.successResultOf(d)
-        content = self.successResultOf(response.content())
-        return response, json.loads(content)
 
 
 class RequestRuleTests(WebCase):

@@ -6,6 +6,8 @@ C{connect} that plugs a protocol into it.
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet.defer import fail, succeed
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -143,3 +145,37 @@ def login_script(features=FEATURES, after_auth=SUCCESS, bound=FEATURES_BOUND, ta
         (b"</iq>", SESSION_RESULT),
         *tail,
     ]
+
+
+class ApiHarness:
+    """
+    Mixin for SynchronousTestCase: an L{Api} over a L{FakeConnector}, driven
+    through treq's StubTreq on C{self.clock}.
+    """
+
+    base = "http://probe.test"
+
+    def api(self, script=(), error=None, max_concurrent=200, connect=None):
+        from treq.testing import StubTreq
+
+        from portofcall_xmpp import flows
+        from portofcall_xmpp.web import Api
+
+        self.transport = ScriptedTransport(script)
+        self.connector = FakeConnector(self.transport, error)
+        env = flows.Environment(connect or self.connector.connect, self.clock, 5.0)
+        self.app = Api(env, max_concurrent=max_concurrent)
+        self.stub = StubTreq(self.app.resource())
+        return self.stub
+
+    def post(self, path, body, headers=None, raw=None, advance=None):
+        """POST C{body} as JSON (or C{raw}); the response and its decoded JSON."""
+        if raw is None:
+            raw = json.dumps(body).encode()
+        hdrs = {"Content-Type": ["application/json"]} if headers is None else headers
+        d = self.stub.post(self.base + path, data=raw, headers=hdrs)
+        if advance:
+            self.clock.advance(advance)
+        self.stub.flush()
+        response = self.successResultOf(d)
+        return response, json.loads(self.successResultOf(response.content()))
