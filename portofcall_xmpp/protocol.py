@@ -367,13 +367,13 @@ class XMPPClientProtocol(Protocol):
         return d.addTimeout(timeout, self._clock, onTimeoutCancel=timed_out)
 
     def tls_connection(self):
-        """The C{OpenSSL.SSL.Connection} of this TLS transport, or None."""
+        """
+        The C{OpenSSL.SSL.Connection} under this protocol once TLS is up, or
+        C{None}: both C{startTLS} and a C{wrapClientTLS} transport hand it out
+        as C{getHandle()}.
+        """
         handle = getattr(self.transport, "getHandle", lambda: None)()
-        if isinstance(handle, OpenSSLConnection):
-            return handle
-        tls = getattr(self.transport, "protocol", None)
-        conn = getattr(tls, "_tlsConnection", None)
-        return conn if isinstance(conn, OpenSSLConnection) else None
+        return handle if isinstance(handle, OpenSSLConnection) else None
 
     def raw(self) -> str:
         """

@@ -283,3 +283,68 @@ class ProtocolTests(SynchronousTestCase):
             b"<message to='a&apos;b&quot;@example.com'><body>&lt;/body&gt;&lt;evil/&gt;&amp;"
             b"</body></message>",
         )
+
+
+class TLSTransport(StringTransport):
+    """A StringTransport that records startTLS (the TLS peer is played by the test)."""
+
+    creator = None
+
+    def startTLS(self, creator):
+        self.creator = creator
+
+
+class TLSProtocolTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.proto = XMPPClientProtocol(self.clock)
+        self.transport = TLSTransport()
+        self.proto.makeConnection(self.transport)
+
+    def test_start_tls_waits_for_handshake(self):
+        """start_tls upgrades the transport and fires once the handshake completes."""
+        creator = object()
+        d = self.proto.start_tls(creator, 5)
+        self.assertIs(self.transport.creator, creator)
+        self.assertNoResult(d)
+        self.proto.handshakeCompleted()
+        self.assertIs(self.successResultOf(d), self.proto)
+        self.assertTrue(self.proto.tls_established)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_wait_after_handshake(self):
+        """Waiting after the handshake completed fires at once."""
+        self.proto.expect_tls()
+        self.proto.handshakeCompleted()
+        self.successResultOf(self.proto.wait_handshake(5))
+
+    def test_handshake_timeout(self):
+        """No handshake within the read timeout: ReadTimeout, no timer left."""
+        d = self.proto.start_tls(object(), 5)
+        self.clock.advance(5)
+        f = self.failureResultOf(d, ReadTimeout)
+        self.assertIn("TLS handshake", f.value.message)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_close_cancels_handshake_wait(self):
+        """close() fails a pending handshake wait with CancelledError."""
+        d = self.proto.start_tls(object(), 5)
+        self.proto.close(polite=False)
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_tls_error_after_handshake(self):
+        """A TLS error after the handshake fails the next wait with TLSFailure."""
+        from OpenSSL.SSL import Error
+
+        from portofcall_xmpp.errors import TLSFailure
+
+        self.proto.expect_tls()
+        self.proto.handshakeCompleted()
+        self.proto.connectionLost(Failure(Error([("SSL routines", "", "bad record mac")])))
+        f = self.failureResultOf(self.proto.read_header(5), TLSFailure)
+        self.assertEqual(f.value.message, "TLS error: bad record mac")
+
+    def test_no_tls_connection_on_plain_transport(self):
+        """tls_connection is None on a transport without TLS."""
+        self.assertIsNone(self.proto.tls_connection())
