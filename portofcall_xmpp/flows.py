@@ -38,9 +38,11 @@ from .errors import (
 )
 from .parse import (
     NS_BIND,
+    NS_CLIENT,
     NS_RECEIPTS,
     NS_ROSTER,
     NS_SASL,
+    NS_SERVER,
     NS_SESSION,
     NS_TLS,
     Condition,
@@ -258,13 +260,29 @@ def _timed(coro, env: Environment, total: float, trace: Trace, session) -> Defer
 class _Session:
     """One connection walked through the stream steps; shared by the flows."""
 
-    def __init__(self, env: Environment, trace: Trace, host: str, port: int, domain: str):
+    def __init__(
+        self,
+        env: Environment,
+        trace: Trace,
+        host: str,
+        port: int,
+        domain: str,
+        *,
+        server: bool = False,
+        from_: str | None = None,
+    ):
         self.env = env
         self.trace = trace
         self.host = host
         self.port = port
         self.domain = domain
-        self.proto = XMPPClientProtocol(env.clock, env.limits, trace.transcript)
+        self.from_ = from_
+        # A server-to-server stream (jabber:server) or a client one.
+        self.services = tlsinfo.SERVER_SERVICES if server else tlsinfo.CLIENT_SERVICES
+        self.alpn = tlsinfo.XMPP_SERVER_ALPN if server else tlsinfo.XMPP_CLIENT_ALPN
+        self.proto = XMPPClientProtocol(
+            env.clock, env.limits, trace.transcript, namespace=NS_SERVER if server else NS_CLIENT
+        )
         self.tls = TLSInfo(False, False)
         self.channel_binding: tuple[str, bytes] | None = None
         self.binding_used: str | None = None
@@ -280,7 +298,7 @@ class _Session:
         if not direct:
             await self.env.connect(self.host, self.port, self.proto)
             return await self.open_stream()
-        creator = self.env.tls_client(self.domain, alpn=tlsinfo.XMPP_CLIENT_ALPN)
+        creator = self.env.tls_client(self.domain, alpn=self.alpn)
         self.proto.expect_tls()
         await self.env.connect(self.host, self.port, self.proto, tls_context=creator)
         await self.proto.wait_handshake(self.env.read_timeout)
@@ -292,7 +310,9 @@ class _Session:
         connection = self.proto.tls_connection() or creator.connection
         self.tls_connection = connection
         trust = self.env.trust if self.env.trust is not None else _system_trust()
-        report = tlsinfo.report(connection, self.domain, trust, self.env.now())
+        report = tlsinfo.report(
+            connection, self.domain, trust, self.env.now(), services=self.services
+        )
         self.tls = TLSInfo(available, required, True, direct, report)
         for warning in self.tls.warnings():
             self.trace.warn(warning)
@@ -317,7 +337,7 @@ class _Session:
         )
 
     async def open_stream(self) -> tuple[StreamHeader, Features]:
-        self.proto.send_header(self.domain)
+        self.proto.send_header(self.domain, self.from_)
         header = await self.proto.read_header(self.env.read_timeout)
         features = await self.proto.read_element(
             _expect_features, "stream features", self.env.read_timeout
@@ -574,14 +594,25 @@ def _unb64(text: str) -> bytes | None:
 
 def probe(env: Environment, req, started: float | None = None) -> Deferred:
     """
-    Open a stream to C{req.host}, read the header and the features.
+    Open a stream to C{req.host}, read the header and the features; with
+    C{tls: auto}, negotiate STARTTLS when offered and read the features after.
 
-    @param req: a C{validate.ConnectRequest}.
+    @param req: a C{validate.ConnectRequest} (a client stream), or a
+        C{validate.S2SRequest} (a server-to-server stream, with C{from_}).
     @return: a Deferred firing with a L{ConnectResult}, or failing with
         L{Failed} (whose C{raw} holds what the server sent).
     """
     trace = Trace(env.clock, env.clock.seconds() if started is None else started, req.transcript)
-    session = _Session(env, trace, req.host, req.port, req.domain)
+    server = hasattr(req, "from_")
+    session = _Session(
+        env,
+        trace,
+        req.host,
+        req.port,
+        req.domain,
+        server=server,
+        from_=req.from_ if server else None,
+    )
 
     async def run():
         try:

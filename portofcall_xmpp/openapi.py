@@ -185,6 +185,33 @@ def _request_schemas() -> dict:
             },
             required=["host"],
         ),
+        "S2SRequest": _object(
+            {
+                "host": _schema("Host"),
+                "port": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 65535,
+                    "default": validate.S2S_PORT,
+                    "description": "TCP port (server-to-server).",
+                },
+                "domain": _schema("Domain"),
+                "from": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Our server's domain for the stream's `from` (a JID "
+                    "domainpart); omitted when not given.",
+                },
+                "timeout": _timeout(validate.CONNECT_TIMEOUT),
+                "tls": _tls_mode(
+                    validate.CONNECT_TLS_MODES,
+                    "`auto`: negotiate STARTTLS when offered and report on it; `none`: "
+                    "plaintext features only; `direct`: TLS from the first byte (XEP-0368).",
+                ),
+                "transcript": _schema("TranscriptFlag"),
+            },
+            required=["host"],
+        ),
         "AuthFields": _object(
             {
                 "host": _schema("Host"),
@@ -306,7 +333,28 @@ def _request_schemas() -> dict:
     }
 
 
+def _s2s_success(connect: dict) -> dict:
+    """/s2s answers the /connect fields for a jabber:server stream, plus dialback."""
+    schema = {**connect, "properties": dict(connect["properties"])}
+    props = schema["properties"]
+    props["message"] = {"const": "XMPP server reachable (server-to-server)"}
+    props["from"] = _nullable("string", "The `from` we sent, or null.")
+    props["dialback"] = {
+        "type": "boolean",
+        "description": "The server offers dialback (`urn:xmpp:features:dialback`) in its "
+        "first features block; `tls.dialback` tells the same after STARTTLS.",
+    }
+    schema["required"] = [*connect["required"], "from", "dialback"]
+    return schema
+
+
 def _response_schemas() -> dict:
+    schemas = _response_schema_table()
+    schemas["S2SSuccess"] = _s2s_success(schemas["ConnectSuccess"])
+    return schemas
+
+
+def _response_schema_table() -> dict:
     return {
         "ErrorType": {
             "type": "string",
@@ -411,6 +459,10 @@ def _response_schemas() -> dict:
                 },
                 "saslMechanisms": _strings("Offered after STARTTLS."),
                 "features": _strings("Features offered after STARTTLS."),
+                "dialback": {
+                    "type": "boolean",
+                    "description": "/s2s only: dialback offered after STARTTLS.",
+                },
             },
             required=["available", "required", "negotiated"],
             description="What the server said about TLS and what became of it.",
@@ -702,6 +754,17 @@ _PROBES = {
         "ConnectSuccess",
         "ProbeFailure",
         {"host": "xmpp.example.org"},
+    ),
+    "s2s": (
+        "Server-to-server stream probe",
+        "Open a `jabber:server` stream (default port 5269), read the features (dialback, "
+        "SASL EXTERNAL, STARTTLS), negotiate STARTTLS when offered, and report; the "
+        "certificate is checked for the domain as a server (SRV-IDs `_xmpp-server`, "
+        "`_xmpps-server`). No `phases` on this endpoint.",
+        "S2SRequest",
+        "S2SSuccess",
+        "ProbeFailure",
+        {"host": "xmpp.example.org", "from": "example.net"},
     ),
     "login": (
         "SASL, resource binding, session",

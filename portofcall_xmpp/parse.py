@@ -26,6 +26,9 @@ NS_ROSTER = "jabber:iq:roster"
 NS_ROSTERVER = "urn:xmpp:features:rosterver"
 NS_RECEIPTS = "urn:xmpp:receipts"
 NS_SASL_CB = "urn:xmpp:sasl-cb:0"
+NS_SERVER = "jabber:server"
+NS_DIALBACK = "jabber:server:dialback"
+NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
 
 REDACTED = "[redacted]"
 
@@ -107,6 +110,7 @@ class Features:
     session: bool = False
     session_optional: bool = False
     channel_bindings: tuple[str, ...] = ()
+    dialback: bool = False
 
 
 def parse_features(element: domish.Element) -> Features:
@@ -116,7 +120,7 @@ def parse_features(element: domish.Element) -> Features:
     mechanisms: list[str] = []
     compression: list[str] = []
     bindings: list[str] = []
-    starttls = starttls_required = bind = session = session_optional = False
+    starttls = starttls_required = bind = session = session_optional = dialback = False
     for c in children(element):
         ns = c.uri or ""
         if ns not in namespaces:
@@ -144,6 +148,8 @@ def parse_features(element: domish.Element) -> Features:
         elif c.uri == NS_SESSION and c.name == "session":
             session = True
             session_optional = child(c, NS_SESSION, "optional") is not None
+        elif c.uri == NS_DIALBACK_FEATURE:
+            dialback = True
         elif c.uri == NS_SASL_CB and c.name == "sasl-channel-binding":
             for b in children(c):
                 kind = b.getAttribute("type")
@@ -160,6 +166,7 @@ def parse_features(element: domish.Element) -> Features:
         session=session,
         session_optional=session_optional,
         channel_bindings=tuple(bindings),
+        dialback=dialback,
     )
 
 

@@ -28,7 +28,14 @@ from twisted.words.xish import domish
 from zope.interface import implementer
 
 from .errors import Closed, ProbeError, ReadTimeout, StreamError, TLSFailure
-from .parse import NS_CLIENT, is_stream_error, parse_stream_error, to_xml
+from .parse import (
+    NS_CLIENT,
+    NS_DIALBACK,
+    NS_SERVER,
+    is_stream_error,
+    parse_stream_error,
+    to_xml,
+)
 from .stream import NS_STREAMS, Limits, Stanza, StreamEnd, StreamHeader, XMLStreamParser
 
 # How long a polite close may take before the connection is aborted.
@@ -297,12 +304,21 @@ class XMPPClientProtocol(Protocol):
 
         return self._wait(match, what, timeout).addCallback(lambda event: event.element)
 
-    def send_header(self, to: str) -> None:
-        """Open our stream to the server (C{to} is the XMPP domain)."""
+    def send_header(self, to: str, from_: str | None = None) -> None:
+        """
+        Open our stream to the server (C{to} is the XMPP domain; C{from_}
+        our own, for server-to-server streams, which also declare the
+        dialback namespace).
+        """
+        extra = ""
+        if from_ is not None:
+            extra += " from=%s" % (quoteattr(from_),)
+        if self._namespace == NS_SERVER:
+            extra += " xmlns:db=%s" % (quoteattr(NS_DIALBACK),)
         header = (
-            "<?xml version='1.0'?><stream:stream xmlns=%s xmlns:stream=%s to=%s "
+            "<?xml version='1.0'?><stream:stream xmlns=%s xmlns:stream=%s to=%s%s "
             "version='1.0' xml:lang='en'>"
-            % (quoteattr(self._namespace), quoteattr(NS_STREAMS), quoteattr(to))
+            % (quoteattr(self._namespace), quoteattr(NS_STREAMS), quoteattr(to), extra)
         )
         if self._transcript is not None:
             self._transcript.add("out", header)

@@ -100,6 +100,10 @@ __all__ = [
 
 #: ALPN protocol list for XEP-0368 direct TLS to a client port.
 XMPP_CLIENT_ALPN = (b"xmpp-client",)
+XMPP_SERVER_ALPN = (b"xmpp-server",)
+# The SRV-ID services a certificate may name (RFC 7590 §3.1, XEP-0368).
+CLIENT_SERVICES = ("xmpp-client", "xmpps-client")
+SERVER_SERVICES = ("xmpp-server", "xmpps-server")
 
 TLS_EXPORTER = "tls-exporter"
 TLS_SERVER_END_POINT = "tls-server-end-point"
@@ -394,12 +398,20 @@ class TLSReport:
 
 
 def report(
-    connection: SSL.Connection, domain: str, trust: Trust, now: datetime.datetime
+    connection: SSL.Connection,
+    domain: str,
+    trust: Trust,
+    now: datetime.datetime,
+    *,
+    services: Sequence[str] = CLIENT_SERVICES,
 ) -> TLSReport:
     """
     Describe the completed handshake on C{connection}, verifying the server's
     certificate (with the intermediates it sent) against C{trust} at time
     C{now}, for the XMPP service C{domain}.
+
+    @param services: the SRV-ID services the certificate may name for
+        C{domain}: L{CLIENT_SERVICES}, or L{SERVER_SERVICES} for s2s.
 
     @param now: an aware datetime (a naive one is taken as UTC); in the flows,
         C{datetime.fromtimestamp(clock.seconds(), UTC)}.
@@ -409,7 +421,7 @@ def report(
     certificate = None
     if leaf is not None:
         sent = connection.get_peer_cert_chain(as_cryptography=True) or []
-        certificate = certificate_report(leaf, sent, domain, trust, now)
+        certificate = certificate_report(leaf, sent, domain, trust, now, services=services)
     return TLSReport(
         protocol=connection.get_protocol_version_name(),
         cipher=connection.get_cipher_name(),
@@ -424,6 +436,8 @@ def certificate_report(
     domain: str,
     trust: Trust,
     now: datetime.datetime,
+    *,
+    services: Sequence[str] = CLIENT_SERVICES,
 ) -> CertificateReport:
     """
     Judge C{leaf} for C{domain}: the chain (C{chain}: the certificates the
@@ -437,7 +451,7 @@ def certificate_report(
     ]
 
     chain_error = _chain_error(leaf, chain, trust, now)
-    matches = _matches(domain, patterns, xmpp_addrs)
+    matches = _matches(domain, patterns, xmpp_addrs, services)
     name_error = None if matches else _name_error(leaf, domain, sans)
 
     not_after = leaf.not_valid_after_utc
@@ -685,18 +699,16 @@ def _server_name(domain: str) -> bytes | None:
         return None
 
 
-def _matches(domain: str, patterns: list, xmpp_addrs: list[str]) -> bool:
+def _matches(domain: str, patterns: list, xmpp_addrs: list[str], services) -> bool:
     ip = _ip_literal(domain)
     if ip is not None:
         ids = [IPAddress_ID(ip)]
     else:
         name = _a_label(domain)
         ids = []
-        for make, value in (
-            (DNS_ID, name),
-            (SRV_ID, f"_xmpp-client.{name}"),  # RFC 7590 §3.1 / RFC 6120 §13.7.1.2
-            (SRV_ID, f"_xmpps-client.{name}"),  # XEP-0368
-        ):
+        # DNS-ID, then SRV-IDs (RFC 7590 §3.1, RFC 6120 §13.7.1.2, XEP-0368).
+        candidates = [(DNS_ID, name)] + [(SRV_ID, f"_{service}.{name}") for service in services]
+        for make, value in candidates:
             try:
                 ids.append(make(value))
             except (ValueError, UnicodeError):

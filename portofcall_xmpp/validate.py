@@ -83,6 +83,7 @@ __all__ = [
 
 DEFAULT_PORT = 5222
 DIRECT_TLS_PORT = 5223
+S2S_PORT = 5269
 DEFAULT_RESOURCE = "portofcall"
 DEFAULT_MESSAGE = "Hello from PortOfCall"
 
@@ -157,6 +158,24 @@ class ConnectRequest:
     domain: str = attrs.field(default=attrs.Factory(_default_domain, takes_self=True))
     timeout: float = CONNECT_TIMEOUT
     tls: str = attrs.field(default=attrs.Factory(_default_tls, takes_self=True))
+    transcript: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class S2SRequest:
+    """
+    A C{/s2s} probe: a C{jabber:server} stream to C{domain}, optionally
+    announcing C{from_} (our server's domain).
+
+    @ivar tls: C{"auto"}, C{"none"} or C{"direct"}.
+    """
+
+    host: str
+    port: int = S2S_PORT
+    domain: str
+    from_: str | None = None
+    timeout: float = 10.0
+    tls: str = "auto"
     transcript: bool = False
 
 
@@ -681,10 +700,35 @@ def parse_connect(body) -> ConnectRequest:
     )
 
 
-def _target(body: dict, default_timeout: float, tls_modes: tuple[str, ...]) -> dict:
+def parse_s2s(body) -> S2SRequest:
+    """
+    C{POST /api/xmpp/s2s}: C{host} (required), C{port} 5269, C{domain} =
+    host, C{from} (optional JID domainpart), C{timeout} 10000 ms, C{tls}
+    C{"auto"} (C{"direct"} on port 5223 when not given), C{transcript} false.
+
+    @raise RequestError: 400, C{"Missing required parameter: host"} or a
+        message naming the invalid field.
+    """
+    body = _require_object(body)
+    if _is_missing(body.get("host")):
+        raise RequestError(400, "Missing required parameter: host")
+    from_ = body.get("from")
+    return S2SRequest(
+        **_target(body, CONNECT_TIMEOUT, CONNECT_TLS_MODES, default_port=S2S_PORT),
+        from_=None if from_ is None else check_domain(from_, "from"),
+        transcript=_boolean(body, "transcript", False),
+    )
+
+
+def _target(
+    body: dict,
+    default_timeout: float,
+    tls_modes: tuple[str, ...],
+    default_port: int = DEFAULT_PORT,
+) -> dict:
     """C{host}, C{port}, C{domain}, C{timeout} and C{tls}: where and how to connect."""
     host = check_host(body["host"])
-    port = check_port(body)
+    port = check_port(body, default_port)
     tls = _choice(body, "tls", tls_modes, None)
     if tls is None:
         tls = "direct" if port == DIRECT_TLS_PORT else "auto"

@@ -161,6 +161,19 @@ def connect_json(result: flows.ConnectResult, req) -> dict:
     return body
 
 
+def s2s_json(result: flows.ConnectResult, req) -> dict:
+    """SPEC §7 /s2s: the /connect fields for a server-to-server stream, plus dialback."""
+    body = connect_json(result, req)
+    tail = {k: body.pop(k) for k in ("raw", "warnings", "elapsedMs", "transcript") if k in body}
+    body["message"] = "XMPP server reachable (server-to-server)"
+    body["from"] = req.from_
+    body["dialback"] = result.features.dialback
+    if result.tls.features is not None:
+        body["tls"]["dialback"] = result.tls.features.dialback
+    body.update(tail)
+    return body
+
+
 def _auth_base(result: flows.AuthResult, req, message: str | None) -> dict:
     body = {
         "success": True,
@@ -374,6 +387,12 @@ class Api:
         return self._handle(
             request,
             _Endpoint("message", validate.parse_message, flows.message, message_json, True),
+        )
+
+    @app.route("/api/xmpp/s2s", methods=["POST"])
+    def s2s(self, request):
+        return self._handle(
+            request, _Endpoint("s2s", validate.parse_s2s, flows.probe, s2s_json, False)
         )
 
     @app.route("/api/health", methods=["GET"])

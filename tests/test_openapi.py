@@ -35,6 +35,7 @@ AUTH = {"host": "example.com", "username": "alice", "password": "Marker-Pw-77"}
 
 PARSERS = {
     "/api/xmpp/connect": validate.parse_connect,
+    "/api/xmpp/s2s": validate.parse_s2s,
     "/api/xmpp/login": validate.parse_login,
     "/api/xmpp/roster": validate.parse_roster,
     "/api/xmpp/message": validate.parse_message,
@@ -54,12 +55,14 @@ AUTH_FIELDS = CONNECT_FIELDS | {
 MESSAGE_FIELDS = AUTH_FIELDS | {"recipient", "message", "type", "receipt", "waitMs"}
 EXPECTED_FIELDS = {
     "/api/xmpp/connect": CONNECT_FIELDS,
+    "/api/xmpp/s2s": CONNECT_FIELDS | {"from"},
     "/api/xmpp/login": AUTH_FIELDS,
     "/api/xmpp/roster": AUTH_FIELDS,
     "/api/xmpp/message": MESSAGE_FIELDS,
 }
 MINIMAL = {
     "/api/xmpp/connect": {"host": "example.com"},
+    "/api/xmpp/s2s": {"host": "example.com"},
     "/api/xmpp/login": AUTH,
     "/api/xmpp/roster": AUTH,
     "/api/xmpp/message": {**AUTH, "recipient": "bob@example.com"},
@@ -73,13 +76,28 @@ SAMPLES = {
     "resource": "probe-1",
     "recipient": "bob@example.com/phone",
     "message": "hi",
+    "from": "example.net",
 }
 # JSON name -> attribute of the parsed request (when they differ).
-ATTRIBUTES = {"tlsVerify": "tls_verify", "channelBinding": "channel_binding", "waitMs": "wait"}
+ATTRIBUTES = {
+    "tlsVerify": "tls_verify",
+    "channelBinding": "channel_binding",
+    "waitMs": "wait",
+    "from": "from_",
+}
 MILLISECONDS = {"timeout", "waitMs"}
 # Documented without a default: required, or defaulted from another field or
 # chosen by the probe.
-NO_DEFAULT = {"host", "domain", "username", "password", "mechanism", "channelBinding", "recipient"}
+NO_DEFAULT = {
+    "host",
+    "domain",
+    "username",
+    "password",
+    "mechanism",
+    "channelBinding",
+    "recipient",
+    "from",
+}
 
 SPEC_ERROR_TYPES = {
     "dns",
@@ -318,7 +336,7 @@ class DocumentTests(SynchronousTestCase):
 
     def test_no_unbuilt_endpoints(self):
         """The SPEC §7 endpoints not built yet are not documented."""
-        for path in ("/api/xmpp/s2s", "/api/xmpp/srv", "/api/xmpp/server-info"):
+        for path in ("/api/xmpp/srv", "/api/xmpp/server-info"):
             self.assertNotIn(path, self.doc["paths"])
 
     def test_error_types(self):
@@ -346,7 +364,7 @@ class DocumentTests(SynchronousTestCase):
     def test_password(self):
         """password is a write-only password-format field on every auth endpoint."""
         for path in PARSERS:
-            if path == "/api/xmpp/connect":
+            if path in ("/api/xmpp/connect", "/api/xmpp/s2s"):
                 continue
             password = self.schemas.request(path)["properties"]["password"]
             self.assertEqual(password["format"], "password")
@@ -540,6 +558,14 @@ class ResponseSchemaTests(WebCase):
             "/api/xmpp/connect", {"host": "example.com", "transcript": True}, script
         )
         self.assertIs(answer["success"], True)
+
+    def test_s2s(self):
+        script = [(b"xml:lang='en'>", HEADER + FEATURES)]
+        answer = self.check(
+            "/api/xmpp/s2s", {"host": "example.com", "from": "example.net"}, script
+        )
+        self.assertEqual((answer["from"], answer["dialback"]), ("example.net", False))
+        self.check("/api/xmpp/s2s", {"host": "example.com"}, error=ConnectError("refused"))
 
     def test_connect_failures(self):
         data = HEADER + stream_error("host-unknown", "nope")

@@ -5,7 +5,8 @@
 "use strict";
 
 (function () {
-  // Fields kept equal across the four forms as you type (tls is not: its
+  // Fields kept equal across the forms as you type (the port only between the
+  // client forms) (tls is not: its
   // choices differ between /connect and the auth endpoints).
   const SHARED = new Set([
     "host", "port", "domain", "username", "password", "resource",
@@ -101,6 +102,10 @@
     if (!SHARED.has(source.name)) return;
     for (const form of forms) {
       if (form.contains(source)) continue;
+      // Server-to-server streams use other ports (5269) than clients (5222).
+      if (source.name === "port" && (form.id === "form-s2s") !== source.form.matches("#form-s2s")) {
+        continue;
+      }
       const target = form.elements.namedItem(source.name);
       if (!target) continue;
       if (source.type === "checkbox") target.checked = source.checked;
@@ -248,6 +253,8 @@
       ["Host", "host"],
       ["Port", "port"],
       ["Domain", "domain"],
+      ["Our domain (from)", "from"],
+      ["Dialback offered", "dialback", true],
       ["Bound JID", "jid"],
       ["Stream id", "streamId"],
       ["Server (from)", "serverFrom"],
