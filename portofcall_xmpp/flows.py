@@ -39,23 +39,30 @@ from .errors import (
 from .parse import (
     NS_BIND,
     NS_CLIENT,
+    NS_DISCO_INFO,
+    NS_PING,
     NS_RECEIPTS,
     NS_ROSTER,
     NS_SASL,
     NS_SERVER,
     NS_SESSION,
     NS_TLS,
+    NS_VERSION,
     Condition,
+    DiscoInfo,
     Features,
     Roster,
+    Software,
     bound_jid,
     child,
     inner_xml,
     is_features,
+    parse_disco_info,
     parse_features,
     parse_roster,
     parse_sasl_failure,
     parse_stanza_error,
+    parse_version,
     stanza_error,
     text_of,
 )
@@ -188,6 +195,21 @@ class Delivery:
 
 
 @attrs.frozen
+class ServerInfo:
+    """
+    What L{server_info} learnt: each part, or why it is missing (a
+    condition of an iq error, or words for a silent server).
+    """
+
+    disco: DiscoInfo | None
+    disco_error: str | None
+    software: Software | None
+    software_error: str | None
+    ping: float | None
+    ping_error: str | None
+
+
+@attrs.frozen
 class AuthResult:
     """The outcome of L{login}, L{roster} and L{message}."""
 
@@ -207,6 +229,7 @@ class AuthResult:
     transcript: tuple = ()
     roster: Roster | None = None
     delivery: Delivery | None = None
+    server_info: ServerInfo | None = None
 
 
 class Failed(Exception):
@@ -494,11 +517,15 @@ class _Session:
         self.trace.phase("stream_restarted")
         return features
 
-    async def iq(self, kind: str, id_: str, payload: domish.Element, what: str):
+    async def iq(
+        self, kind: str, id_: str, payload: domish.Element, what: str, to: str | None = None
+    ):
         """Send an iq and wait for its result or error (RFC 6120 §8.2.3)."""
         iq = domish.Element((None, "iq"))
         iq["type"] = kind
         iq["id"] = id_
+        if to is not None:
+            iq["to"] = to
         iq.addChild(payload)
         self.proto.send(iq)
 
@@ -725,6 +752,46 @@ def roster(env: Environment, req, started: float | None = None) -> Deferred:
         got = parse_roster(reply)
         session.trace.phase("roster_received")
         return {"roster": got}
+
+    return _auth_flow(env, req, started, body)
+
+
+def server_info(env: Environment, req, started: float | None = None) -> Deferred:
+    """
+    L{login}, then ask the server about itself: service discovery (XEP-0030,
+    with XEP-0128 forms and XEP-0157 contact addresses), software version
+    (XEP-0092) and a ping round trip (XEP-0199).  A query the server answers
+    with an error, or not at all within the read timeout, is reported as
+    missing with the reason; the probe goes on with the next one.
+
+    @param req: a C{validate.AuthRequest}.
+    """
+
+    async def body(session, result):
+        async def ask(id_, payload, what, phase):
+            try:
+                reply = await session.iq("get", id_, payload, what, to=session.domain)
+            except ReadTimeout as e:
+                return None, e.message
+            if reply["type"] == "error":
+                return None, parse_stanza_error(reply).condition
+            session.trace.phase(phase)
+            return reply, None
+
+        query = domish.Element((NS_DISCO_INFO, "query"))
+        reply, disco_error = await ask("disco1", query, "disco#info reply", "disco_info_received")
+        disco = parse_disco_info(reply) if reply is not None else None
+        query = domish.Element((NS_VERSION, "query"))
+        reply, version_error = await ask("version1", query, "version reply", "version_received")
+        software = parse_version(reply) if reply is not None else None
+        sent = session.trace.elapsed()
+        reply, ping_error = await ask(
+            "ping1", domish.Element((NS_PING, "ping")), "ping reply", "ping_received"
+        )
+        ping = session.trace.elapsed() - sent if reply is not None else None
+        return {
+            "server_info": ServerInfo(disco, disco_error, software, version_error, ping, ping_error)
+        }
 
     return _auth_flow(env, req, started, body)
 

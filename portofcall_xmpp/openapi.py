@@ -285,6 +285,12 @@ def _request_schemas() -> dict:
                 _object({"timeout": _timeout(validate.ROSTER_TIMEOUT)}),
             ]
         },
+        "ServerInfoRequest": {
+            "allOf": [
+                _schema("AuthFields"),
+                _object({"timeout": _timeout(validate.ROSTER_TIMEOUT)}),
+            ]
+        },
         "MessageRequest": {
             "allOf": [
                 _schema("AuthFields"),
@@ -601,6 +607,105 @@ def _response_schema_table() -> dict:
                 ),
             ]
         },
+        "ServerInfoSuccess": {
+            "allOf": [
+                _schema("AuthSuccess"),
+                _object(
+                    {
+                        "message": {"const": "XMPP server information retrieved"},
+                        "serverInfo": _object(
+                            {
+                                "identities": {
+                                    "anyOf": [
+                                        {
+                                            "type": "array",
+                                            "items": _object(
+                                                {
+                                                    "category": {"type": "string"},
+                                                    "type": {"type": "string"},
+                                                    "name": _nullable("string"),
+                                                },
+                                                required=["category", "type", "name"],
+                                            ),
+                                        },
+                                        {"type": "null"},
+                                    ],
+                                    "description": "XEP-0030 identities of the server "
+                                    "(null when disco#info failed).",
+                                },
+                                "features": {
+                                    "anyOf": [_strings(), {"type": "null"}],
+                                    "description": "XEP-0030 features (null when disco#info "
+                                    "failed).",
+                                },
+                                "contactAddresses": {
+                                    "anyOf": [
+                                        {
+                                            "type": "object",
+                                            "additionalProperties": _strings(),
+                                        },
+                                        {"type": "null"},
+                                    ],
+                                    "description": "XEP-0157: the fields of the serverinfo "
+                                    "form (`abuse-addresses`, `admin-addresses`, ...).",
+                                },
+                                "forms": {
+                                    "anyOf": [
+                                        {
+                                            "type": "object",
+                                            "additionalProperties": {
+                                                "type": "object",
+                                                "additionalProperties": _strings(),
+                                            },
+                                        },
+                                        {"type": "null"},
+                                    ],
+                                    "description": "Every XEP-0128 form, by FORM_TYPE.",
+                                },
+                                "software": {
+                                    "anyOf": [
+                                        _object(
+                                            {
+                                                "name": _nullable("string"),
+                                                "version": _nullable("string"),
+                                                "os": _nullable("string"),
+                                            },
+                                            required=["name", "version", "os"],
+                                        ),
+                                        {"type": "null"},
+                                    ],
+                                    "description": "XEP-0092 software version.",
+                                },
+                                "pingMs": {
+                                    "anyOf": [{"type": "number"}, {"type": "null"}],
+                                    "description": "XEP-0199 ping round trip.",
+                                },
+                                "errors": _object(
+                                    {
+                                        "disco": _nullable("string"),
+                                        "version": _nullable("string"),
+                                        "ping": _nullable("string"),
+                                    },
+                                    required=["disco", "version", "ping"],
+                                    description="Why a part is missing: the condition of "
+                                    "the iq error, or a read timeout.",
+                                ),
+                            },
+                            required=[
+                                "identities",
+                                "features",
+                                "contactAddresses",
+                                "forms",
+                                "software",
+                                "pingMs",
+                                "errors",
+                            ],
+                        ),
+                    },
+                    required=["message", "serverInfo"],
+                ),
+            ]
+        },
         "MessageSuccess": {
             "allOf": [
                 _schema("AuthSuccess"),
@@ -779,6 +884,18 @@ _PROBES = {
         "As `/login`, then a `jabber:iq:roster` get (phase `roster_received`).",
         "RosterRequest",
         "RosterSuccess",
+        "AuthProbeFailure",
+        {"host": "xmpp.example.org", "username": "alice", "password": "secret"},
+    ),
+    "server-info": (
+        "Log in and ask the server about itself",
+        "As `/login`, then service discovery (XEP-0030 identities, features, XEP-0128 "
+        "forms, XEP-0157 contact addresses), software version (XEP-0092) and a ping round "
+        "trip (XEP-0199); phases `disco_info_received`, `version_received`, `ping_received` "
+        "for the answered ones. A query answered with an error or not at all is reported in "
+        "`serverInfo.errors`, and the probe goes on.",
+        "ServerInfoRequest",
+        "ServerInfoSuccess",
         "AuthProbeFailure",
         {"host": "xmpp.example.org", "username": "alice", "password": "secret"},
     ),

@@ -26,6 +26,11 @@ NS_ROSTER = "jabber:iq:roster"
 NS_ROSTERVER = "urn:xmpp:features:rosterver"
 NS_RECEIPTS = "urn:xmpp:receipts"
 NS_SASL_CB = "urn:xmpp:sasl-cb:0"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_VERSION = "jabber:iq:version"
+NS_PING = "urn:xmpp:ping"
+NS_DATA = "jabber:x:data"
+NS_SERVERINFO = "http://jabber.org/network/serverinfo"
 NS_SERVER = "jabber:server"
 NS_DIALBACK = "jabber:server:dialback"
 NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
@@ -295,6 +300,83 @@ def _parse_items(query: domish.Element) -> Roster:
             )
         )
     return Roster(query.getAttribute("ver"), tuple(contacts))
+
+
+@attrs.frozen
+class Identity:
+    """A XEP-0030 identity."""
+
+    category: str
+    type: str
+    name: str | None
+
+
+@attrs.frozen
+class DiscoInfo:
+    """
+    A XEP-0030 disco#info result: identities, features, and the XEP-0128
+    extended forms as C{{FORM_TYPE: {var: (values...)}}}.
+    """
+
+    identities: tuple[Identity, ...]
+    features: tuple[str, ...]
+    forms: dict
+
+    def contact_addresses(self) -> dict:
+        """XEP-0157: the serverinfo form's fields (C{abuse-addresses}, ...)."""
+        return dict(self.forms.get(NS_SERVERINFO, {}))
+
+
+def parse_disco_info(iq: domish.Element) -> DiscoInfo:
+    """Interpret a disco#info result."""
+    query = child(iq, NS_DISCO_INFO, "query")
+    identities, features, forms = [], [], {}
+    for c in children(query) if query is not None else ():
+        if c.uri == NS_DISCO_INFO and c.name == "identity":
+            identities.append(
+                Identity(c.getAttribute("category") or "", c.getAttribute("type") or "",
+                         c.getAttribute("name"))
+            )  # fmt: skip
+        elif c.uri == NS_DISCO_INFO and c.name == "feature":
+            var = c.getAttribute("var")
+            if var and var not in features:
+                features.append(var)
+        elif c.uri == NS_DATA and c.name == "x":
+            fields = {}
+            form_type = None
+            for field in children(c):
+                if field.name != "field" or not field.getAttribute("var"):
+                    continue
+                values = tuple(text_of(v) for v in children(field) if v.name == "value")
+                if field.getAttribute("var") == "FORM_TYPE":
+                    form_type = values[0] if values else None
+                else:
+                    fields[field.getAttribute("var")] = values
+            if form_type:
+                forms[form_type] = fields
+    return DiscoInfo(tuple(identities), tuple(features), forms)
+
+
+@attrs.frozen
+class Software:
+    """A XEP-0092 software version result."""
+
+    name: str | None
+    version: str | None
+    os: str | None
+
+
+def parse_version(iq: domish.Element) -> Software:
+    """Interpret a C{jabber:iq:version} result."""
+    query = child(iq, NS_VERSION, "query")
+
+    def field(name):
+        if query is None:
+            return None
+        value = text_of(child(query, NS_VERSION, name)).strip()
+        return value or None
+
+    return Software(field("name"), field("version"), field("os"))
 
 
 _SASL_PAYLOAD = frozenset({"auth", "challenge", "response", "success"})

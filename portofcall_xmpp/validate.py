@@ -777,6 +777,11 @@ def parse_roster(body) -> AuthRequest:
     return parse_auth(body, default_timeout=ROSTER_TIMEOUT)
 
 
+def parse_server_info(body) -> AuthRequest:
+    """C{POST /api/xmpp/server-info}: L{parse_auth} with a 20 s timeout."""
+    return parse_auth(body, default_timeout=ROSTER_TIMEOUT)
+
+
 def parse_message(body) -> MessageRequest:
     """
     C{POST /api/xmpp/message}: L{parse_auth} with a 20 s timeout, then

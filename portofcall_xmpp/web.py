@@ -226,6 +226,34 @@ def roster_json(result: flows.AuthResult, req) -> dict:
     return body
 
 
+def server_info_json(result: flows.AuthResult, req) -> dict:
+    body = _auth_base(result, req, "XMPP server information retrieved")
+    info = result.server_info
+    disco = info.disco
+    body["serverInfo"] = {
+        "identities": None
+        if disco is None
+        else [{"category": i.category, "type": i.type, "name": i.name} for i in disco.identities],
+        "features": None if disco is None else list(disco.features),
+        "contactAddresses": None
+        if disco is None
+        else {k: list(v) for k, v in disco.contact_addresses().items()},
+        "forms": None
+        if disco is None
+        else {t: {k: list(v) for k, v in f.items()} for t, f in disco.forms.items()},
+        "software": None
+        if info.software is None
+        else {"name": info.software.name, "version": info.software.version, "os": info.software.os},
+        "pingMs": None if info.ping is None else round(info.ping * 1000, 1),
+        "errors": {
+            "disco": info.disco_error,
+            "version": info.software_error,
+            "ping": info.ping_error,
+        },
+    }
+    return body
+
+
 def message_json(result: flows.AuthResult, req) -> dict:
     body = _auth_base(result, req.auth, None)
     d = result.delivery
@@ -393,6 +421,19 @@ class Api:
     def s2s(self, request):
         return self._handle(
             request, _Endpoint("s2s", validate.parse_s2s, flows.probe, s2s_json, False)
+        )
+
+    @app.route("/api/xmpp/server-info", methods=["POST"])
+    def server_info(self, request):
+        return self._handle(
+            request,
+            _Endpoint(
+                "server-info",
+                validate.parse_server_info,
+                flows.server_info,
+                server_info_json,
+                True,
+            ),
         )
 
     @app.route("/api/health", methods=["GET"])

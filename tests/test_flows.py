@@ -31,6 +31,7 @@ from portofcall_xmpp.errors import (
     DestinationBlocked,
     DNSError,
 )
+from portofcall_xmpp.parse import Software
 
 AUTH = {"host": "example.com", "username": "alice", "password": "s3cret-pw"}
 AUTH_PHASES = [
@@ -863,3 +864,73 @@ class FuzzTests(FlowCase):
         """Random and mangled server replies at every step: typed outcome, nothing left."""
         self.clock = Clock()
         self.run_login(replies, chunk)
+
+
+DISCO_INFO = (
+    b"<iq type='result' id='disco1' from='example.com'>"
+    b"<query xmlns='http://jabber.org/protocol/disco#info'>"
+    b"<identity category='server' type='im' name='Example'/>"
+    b"<feature var='urn:xmpp:ping'/><feature var='jabber:iq:version'/>"
+    b"<x xmlns='jabber:x:data' type='result'>"
+    b"<field var='FORM_TYPE' type='hidden'><value>http://jabber.org/network/serverinfo</value>"
+    b"</field><field var='abuse-addresses'><value>mailto:abuse@example.com</value>"
+    b"<value>xmpp:abuse@example.com</value></field></x></query></iq>"
+)
+VERSION_RESULT = (
+    b"<iq type='result' id='version1'><query xmlns='jabber:iq:version'>"
+    b"<name>ExampleServer</name><version>1.2</version></query></iq>"
+)
+
+
+class ServerInfoTests(FlowCase):
+    def server_info(self, tail):
+        script = login_script(tail=tail)
+        return flows.server_info(self.env(script), validate.parse_login(AUTH))
+
+    def test_everything(self):
+        """disco#info, version and ping answered: all reported, with phases."""
+        d = self.server_info(
+            [
+                (b"</iq>", DISCO_INFO),
+                (b"</iq>", VERSION_RESULT),
+                (b"</iq>", lambda t: self.clock.callLater(0.25, t.deliver,
+                                                          b"<iq type='result' id='ping1'/>")),
+            ]
+        )  # fmt: skip
+        self.clock.advance(0.25)
+        result = self.successResultOf(d)
+        info = result.server_info
+        self.assertEqual(
+            [(i.category, i.type, i.name) for i in info.disco.identities],
+            [("server", "im", "Example")],
+        )
+        self.assertEqual(info.disco.features, ("urn:xmpp:ping", "jabber:iq:version"))
+        self.assertEqual(
+            info.disco.contact_addresses(),
+            {"abuse-addresses": ("mailto:abuse@example.com", "xmpp:abuse@example.com")},
+        )
+        self.assertEqual(info.software, Software("ExampleServer", "1.2", None))
+        self.assertEqual(info.ping, 0.25)
+        self.assertEqual(
+            result.phases[-3:], ("disco_info_received", "version_received", "ping_received")
+        )
+        sent = self.transport.value()
+        self.assertIn(b"<iq type='get' id='disco1' to='example.com'>", sent)
+        self.assertIn(b"<ping xmlns='urn:xmpp:ping'/>", sent)
+
+    def test_errors_and_silence(self):
+        """An iq error or silence for one query is reported, and the probe goes on."""
+        d = self.server_info(
+            [
+                (b"</iq>", iq_error("disco1", "service-unavailable")),
+                (b"</iq>", iq_error("version1", "feature-not-implemented")),
+            ]
+        )
+        self.clock.advance(5)
+        info = self.successResultOf(d).server_info
+        self.assertEqual(
+            (info.disco, info.disco_error, info.software, info.software_error),
+            (None, "service-unavailable", None, "feature-not-implemented"),
+        )
+        self.assertIsNone(info.ping)
+        self.assertTrue(info.ping_error.startswith("Read timeout"))

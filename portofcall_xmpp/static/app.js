@@ -209,7 +209,34 @@
     renderTls(data.tls);
     renderMessage(endpoint, data);
     renderRoster(data.roster);
+    renderServerInfo(data.serverInfo);
     renderTranscript(data.transcript);
+  }
+
+  function renderServerInfo(info) {
+    if (!info || typeof info !== "object") return;
+    const part = section("Server information");
+    const software = info.software || {};
+    const rows = {
+      identities: (info.identities || []).map(
+        (i) => i.category + "/" + i.type + (i.name ? " (" + i.name + ")" : "")),
+      software: [software.name, software.version, software.os].filter(Boolean).join(" "),
+      ping: info.pingMs === null || info.pingMs === undefined ? null : info.pingMs + " ms",
+      features: info.features,
+      contacts: Object.entries(info.contactAddresses || {}).map(
+        ([kind, values]) => kind + ": " + values.join(", ")),
+    };
+    facts(part, rows, [
+      ["Identities", "identities"],
+      ["Software", "software"],
+      ["Ping round trip", "ping"],
+      ["Features", "features"],
+      ["Contact addresses", "contacts"],
+    ]);
+    const errors = Object.entries(info.errors || {}).filter(([, why]) => why);
+    if (errors.length) {
+      facts(part, Object.fromEntries(errors), errors.map(([what]) => ["No " + what, what]));
+    }
   }
 
   function renderSummary(response, data) {
