@@ -91,6 +91,9 @@ class Environment:
         C{None} runs them inline (tests).
     @ivar trust: the roots certificates are verified against (the system
         store plus C{--ca-file}); C{None}: the system store, loaded on first use.
+    @ivar resolver: host name to addresses (for L{srv} targets).
+    @ivar srv_resolver: SRV records (L{srv}).
+    @ivar policy: the destination policy (L{srv} marks addresses with it).
     """
 
     connect: Callable
@@ -99,6 +102,9 @@ class Environment:
     limits: Limits = attrs.Factory(Limits)
     to_thread: Callable | None = None
     trust: tlsinfo.Trust | None = None
+    resolver: object = None
+    srv_resolver: object = None
+    policy: object = None
 
     def tls_client(self, domain: str, alpn=None):
         """A TLS client creator for C{domain} (SNI, ALPN; verification after)."""
@@ -794,6 +800,34 @@ def server_info(env: Environment, req, started: float | None = None) -> Deferred
         }
 
     return _auth_flow(env, req, started, body)
+
+
+def srv(env: Environment, req, started: float | None = None) -> Deferred:
+    """
+    The SRV records of C{req.domain} (SPEC §7), in the order a client tries
+    them, with their targets' addresses.
+
+    @param req: a C{validate.SRVRequest}.
+    @return: a Deferred firing with a C{srv.SRVReport}, or failing with
+        L{Failed} (C{dns} or C{timeout}).
+    """
+    from . import srv as srv_lookup
+
+    trace = Trace(env.clock, env.clock.seconds() if started is None else started, False)
+    d = srv_lookup.lookup(
+        env.srv_resolver,
+        env.resolver,
+        req.domain,
+        clock=env.clock,
+        timeout=req.timeout,
+        policy=env.policy,
+    )
+
+    def failed(failure):
+        failure.trap(ProbeError)
+        raise Failed(failure.value, trace)
+
+    return d.addErrback(failed)
 
 
 def message_id() -> str:

@@ -185,6 +185,19 @@ def _request_schemas() -> dict:
             },
             required=["host"],
         ),
+        "SRVRequest": _object(
+            {
+                "domain": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The XMPP domain whose SRV records to look up (a JID "
+                    "domainpart that is a DNS name, not an IP literal).",
+                    "examples": ["example.org"],
+                },
+                "timeout": _timeout(validate.SRV_TIMEOUT),
+            },
+            required=["domain"],
+        ),
         "S2SRequest": _object(
             {
                 "host": _schema("Host"),
@@ -500,6 +513,82 @@ def _response_schema_table() -> dict:
             },
             required=["type", "condition", "text"],
         ),
+        "SRVAddress": _object(
+            {
+                "address": {"type": "string"},
+                "allowed": {
+                    "type": "boolean",
+                    "description": "Whether this service's destination policy lets a probe "
+                    "connect to it (addresses are reported, never refused).",
+                },
+            },
+            required=["address", "allowed"],
+        ),
+        "SRVService": _object(
+            {
+                "name": {"type": "string", "description": "The name queried (A-labels)."},
+                "status": {
+                    "type": "string",
+                    "enum": ["ok", "none", "unavailable", "error"],
+                    "description": "`ok`: records found; `none`: no records (`nxdomain` "
+                    "says whether the name does not exist); `unavailable`: a single `.` "
+                    "target (the service is decidedly not offered); `error`: the lookup "
+                    "failed (`error` says how).",
+                },
+                "nxdomain": {"type": "boolean"},
+                "records": {
+                    "type": "array",
+                    "description": "In the order a client tries them (RFC 2782).",
+                    "items": _object(
+                        {
+                            "priority": {"type": "integer"},
+                            "weight": {"type": "integer"},
+                            "port": {"type": "integer"},
+                            "target": {"type": "string"},
+                            "addresses": {"type": "array", "items": _schema("SRVAddress")},
+                            "error": _nullable("string"),
+                        },
+                        required=["priority", "weight", "port", "target", "addresses", "error"],
+                    ),
+                },
+                "fallback": {
+                    "anyOf": [
+                        _object(
+                            {
+                                "host": {"type": "string"},
+                                "port": {"type": "integer"},
+                                "addresses": {
+                                    "type": "array",
+                                    "items": _schema("SRVAddress"),
+                                },
+                                "error": _nullable("string"),
+                            },
+                            required=["host", "port", "addresses", "error"],
+                        ),
+                        {"type": "null"},
+                    ],
+                    "description": "Where a client goes without records (the domain on "
+                    "5222 / 5269); null for the xmpps services and for `unavailable`.",
+                },
+                "error": _nullable("string"),
+            },
+            required=["name", "status", "nxdomain", "records", "fallback", "error"],
+        ),
+        "SRVSuccess": _object(
+            {
+                "success": {"const": True},
+                "domain": {"type": "string"},
+                "services": _object(
+                    {
+                        name: _schema("SRVService")
+                        for name in ("xmpp-client", "xmpps-client", "xmpp-server", "xmpps-server")
+                    },
+                    required=["xmpp-client", "xmpps-client", "xmpp-server", "xmpps-server"],
+                ),
+                "elapsedMs": {"type": "integer"},
+            },
+            required=["success", "domain", "services", "elapsedMs"],
+        ),
         "ConnectSuccess": _object(
             {
                 "success": {"const": True},
@@ -770,6 +859,21 @@ def _response_schema_table() -> dict:
             required=["success", "error", "errorType", "host", "port", "elapsedMs"],
             description="The probe ran and stopped (HTTP 200). `tls` once TLS was negotiated.",
         ),
+        "SRVFailure": _object(
+            {
+                "success": {"const": False},
+                "error": {
+                    "type": "string",
+                    "description": "Human readable; `Connection timeout` when the lookup "
+                    "outlasted `timeout`.",
+                },
+                "errorType": _schema("ErrorType"),
+                "domain": {"type": "string"},
+                "elapsedMs": {"type": "integer"},
+            },
+            required=["success", "error", "errorType", "domain", "elapsedMs"],
+            description="The lookup ran and stopped (HTTP 200): `dns` or `timeout`.",
+        ),
         "AuthProbeFailure": {
             "allOf": [
                 _schema("ProbeFailure"),
@@ -859,6 +963,17 @@ _PROBES = {
         "ConnectSuccess",
         "ProbeFailure",
         {"host": "xmpp.example.org"},
+    ),
+    "srv": (
+        "SRV records of a domain",
+        "The SRV records of `_xmpp-client._tcp`, `_xmpps-client._tcp`, `_xmpp-server._tcp` "
+        "and `_xmpps-server._tcp` (through `--dns-server` or the system's name servers), in "
+        "the order a client tries them, each target's addresses, and the fallback when there "
+        "are none. Nothing is connected to.",
+        "SRVRequest",
+        "SRVSuccess",
+        "SRVFailure",
+        {"domain": "example.org"},
     ),
     "s2s": (
         "Server-to-server stream probe",

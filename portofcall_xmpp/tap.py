@@ -120,6 +120,7 @@ def build_api(options, reactor):
     from .flows import Environment
     from .policy import Policy
     from .resolve import DNSServerResolver, SystemResolver
+    from .srv import make_srv_resolver
     from .tlsinfo import Trust
     from .web import Api
 
@@ -128,9 +129,8 @@ def build_api(options, reactor):
         resolver = DNSServerResolver(reactor, *options["dns-server"])
     else:
         resolver = SystemResolver(reactor)
-    connector = Connector(
-        reactor, resolver, Policy(allow_private=options["allow-private"]), read_timeout
-    )
+    policy = Policy(allow_private=options["allow-private"])
+    connector = Connector(reactor, resolver, policy, read_timeout)
     env = Environment(
         connect=connector.connect,
         clock=reactor,
@@ -138,6 +138,9 @@ def build_api(options, reactor):
         limits=Limits(max_element_bytes=options["max-stanza-bytes"]),
         to_thread=lambda f: deferToThreadPool(reactor, reactor.getThreadPool(), f),
         trust=Trust(options["ca-file"]),
+        resolver=resolver,
+        srv_resolver=make_srv_resolver(reactor, options["dns-server"]),
+        policy=policy,
     )
     return Api(env, max_concurrent=options["max-concurrent"])
 

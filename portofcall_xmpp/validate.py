@@ -162,6 +162,15 @@ class ConnectRequest:
 
 
 @attrs.frozen(kw_only=True)
+class SRVRequest:
+    """An C{/srv} lookup: the SRV records of C{domain} (a DNS name, not an IP)."""
+
+    domain: str
+    timeout: float = 20.0
+    transcript: bool = False
+
+
+@attrs.frozen(kw_only=True)
 class S2SRequest:
     """
     A C{/s2s} probe: a C{jabber:server} stream to C{domain}, optionally
@@ -697,6 +706,29 @@ def parse_connect(body) -> ConnectRequest:
     return ConnectRequest(
         **_target(body, CONNECT_TIMEOUT, CONNECT_TLS_MODES),
         transcript=_boolean(body, "transcript", False),
+    )
+
+
+SRV_TIMEOUT = 20.0
+
+
+def parse_srv(body) -> SRVRequest:
+    """
+    C{POST /api/xmpp/srv}: C{domain} (required: a JID domainpart that is a
+    DNS name), C{timeout} 20000 ms.
+
+    @raise RequestError: 400, C{"Missing required parameter: domain"} or a
+        message naming the invalid field.
+    """
+    body = _require_object(body)
+    if _is_missing(body.get("domain")):
+        raise RequestError(400, "Missing required parameter: domain")
+    domain = check_domain(body["domain"])
+    if _ip_literal(domain.strip("[]")) is not None:
+        raise RequestError(400, "domain must be a DNS name to look up SRV records (not an IP)")
+    return SRVRequest(
+        domain=domain,
+        timeout=_milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, SRV_TIMEOUT),
     )
 
 

@@ -272,15 +272,19 @@ def message_json(result: flows.AuthResult, req) -> dict:
     return body
 
 
+def srv_json(report, req) -> dict:
+    from .srv import to_json
+
+    return {"success": True, **to_json(report)}
+
+
 def failure_json(failed: flows.Failed, req, auth: bool) -> dict:
     error = failed.error
-    body = {
-        "success": False,
-        "error": error.message,
-        "errorType": error.error_type,
-        "host": req.host,
-        "port": req.port,
-    }
+    body = {"success": False, "error": error.message, "errorType": error.error_type}
+    if hasattr(req, "host"):
+        body.update(host=req.host, port=req.port)
+    else:
+        body["domain"] = req.domain
     if auth:
         body["phases"] = list(failed.phases)
         body["timings"] = {k: _ms(v) for k, v in failed.timings.items()}
@@ -417,6 +421,12 @@ class Api:
             _Endpoint("message", validate.parse_message, flows.message, message_json, True),
         )
 
+    @app.route("/api/xmpp/srv", methods=["POST"])
+    def srv(self, request):
+        return self._handle(
+            request, _Endpoint("srv", validate.parse_srv, flows.srv, srv_json, False)
+        )
+
     @app.route("/api/xmpp/s2s", methods=["POST"])
     def s2s(self, request):
         return self._handle(
@@ -479,4 +489,6 @@ def _target(req) -> str:
     if req is None:
         return "-"
     auth = _auth_of(req)
+    if not hasattr(auth, "host"):
+        return auth.domain
     return "%s:%d" % (auth.host, auth.port)

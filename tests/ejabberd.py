@@ -68,20 +68,19 @@ and must not be imported by the service.
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import json
 import os
 import re
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+import servers
+from servers import LOOPBACK
 
 __all__ = [
     "ACCOUNTS",
@@ -99,8 +98,6 @@ __all__ = [
     "start_seeded_server",
     "yaml_dump",
 ]
-
-LOOPBACK = "127.0.0.1"
 
 #: Modules loaded for every host.  ``mod_admin_extra`` provides
 #: ``add_rosteritem``/``get_roster`` for ejabberdctl; ejabberd's name for
@@ -163,7 +160,7 @@ class EjabberdError(RuntimeError):
     """ejabberd could not be started, or an ejabberdctl command failed."""
 
 
-class _PortClash(EjabberdError):
+class _PortClash(EjabberdError, servers.PortClash):
     pass
 
 
@@ -175,16 +172,9 @@ _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "n
 
 
 def _yaml_scalar(value: object) -> str:
-    if value is None:
-        return "~"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("NaN/inf cannot be written to the config")
-        return repr(value)
+    scalar = servers.plain_scalar(value, null="~", language="the config")
+    if scalar is not None:
+        return scalar
     if isinstance(value, str):
         value.encode("utf-8")  # reject lone surrogates early
         # A JSON string (BMP escapes only, non-ASCII kept) is a YAML double-quoted scalar.
@@ -241,7 +231,7 @@ def yaml_dump(document: Mapping[str, object]) -> str:
 
 
 # --------------------------------------------------------------------------
-# Binaries, ports, processes
+# Binaries and the private ejabberdctl
 
 
 def find_ejabberd() -> str | None:
@@ -250,17 +240,11 @@ def find_ejabberd() -> str | None:
     Also None if the Erlang runtime the script names (``ERL=...``, Debian:
     ``/usr/bin/erl``) is missing, since then nothing can run.
     """
-    explicit = os.environ.get("EJABBERDCTL")
-    found: str | None = None
-    if explicit:
-        found = explicit if os.access(explicit, os.X_OK) else None
-    else:
-        candidates = [shutil.which("ejabberdctl")]
-        candidates += [
-            os.path.join(d, "ejabberdctl")
-            for d in ("/usr/sbin", "/usr/local/sbin", "/opt/ejabberd/bin", "/usr/bin")
-        ]
-        found = next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+    found = servers.find_binary(
+        "EJABBERDCTL",
+        "ejabberdctl",
+        ("/usr/sbin", "/usr/local/sbin", "/opt/ejabberd/bin", "/usr/bin"),
+    )
     if not found:
         return None
     try:
@@ -273,119 +257,8 @@ def find_ejabberd() -> str | None:
     return found
 
 
-def _free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """``count`` distinct ports that were free a moment ago (bind to port 0)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _port_open(host: str, port: int | None) -> bool:
-    if port is None:
-        return False
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read().decode("utf-8", "replace")
-    except OSError as exc:
-        return f"<{path}: {exc}>"
-    return "\n".join(data.splitlines()[-lines:])
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
-
-
 def _without_root_warning(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if line.strip() != _ROOT_WARNING)
-
-
-_pdeathsig_cache: dict[str, bool] = {}
-
-
-def _setpriv_has_pdeathsig(setpriv: str) -> bool:
-    if setpriv not in _pdeathsig_cache:
-        try:
-            out = subprocess.run(
-                [setpriv, "--help"], capture_output=True, text=True, timeout=5
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        _pdeathsig_cache[setpriv] = "--pdeathsig" in out
-    return _pdeathsig_cache[setpriv]
-
-
-def _kill_group(pgid: int, sig: int) -> bool:
-    """Signal a process group; False if it no longer exists."""
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def _group_alive(pgid: int) -> bool:
-    return _kill_group(pgid, 0)
-
-
-def _wait_group_gone(pgid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _group_alive(pgid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def _run_in_group(
-    argv: list[str], *, env: Mapping[str, str], cwd: Path, timeout: float
-) -> subprocess.CompletedProcess[str]:
-    """``subprocess.run`` in a new process group that is killed entirely on
-    timeout (the Erlang control node is a grandchild of the shell script)."""
-    process = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except BaseException:
-        _kill_group(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    finally:
-        # Nothing of a finished control command may linger.
-        _kill_group(process.pid, signal.SIGKILL)
-    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
 _FOREGROUND_LINE = '        exec_erl "$ERLANG_NODE" $EJABBERD_OPTS -noinput\n'
@@ -423,7 +296,7 @@ def patch_ejabberdctl(text: str) -> tuple[str, bool]:
 _instance_counter = itertools.count()
 
 
-class EjabberdServer:
+class EjabberdServer(servers.ServerProcess):
     """One ejabberd node with one or more hosts, confined to ``base_dir``.
 
     ``hosts``: XMPP domains (the first is the default).  ``password_format``:
@@ -445,9 +318,16 @@ class EjabberdServer:
     ``ejabberd_s2s_in`` listener on :attr:`s2s_port` (loopback).
 
     The paths must not contain whitespace (ejabberdctl expands them unquoted).
+
+    :meth:`start` writes the config, runs ``ejabberdctl foreground`` and waits
+    until the c2s port accepts and ``ejabberdctl status`` reports "started";
+    :meth:`stop` runs ``ejabberdctl stop``, waits, then SIGTERMs and SIGKILLs
+    the process group (see :class:`servers.ServerProcess`).
     """
 
-    host = LOOPBACK
+    label = "ejabberd"
+    error = EjabberdError
+    port_clash = _PortClash
 
     def __init__(
         self,
@@ -470,7 +350,7 @@ class EjabberdServer:
         stop_timeout: float = 10.0,
         command_timeout: float = 30.0,
     ) -> None:
-        self.base_dir = Path(base_dir).resolve()
+        super().__init__(base_dir, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         if re.search(r"[\s'\"$`\\]", str(self.base_dir)):
             raise ValueError(f"base_dir must not contain whitespace or quotes: {self.base_dir}")
         self.hosts: list[str] = list(hosts)
@@ -493,8 +373,6 @@ class EjabberdServer:
         self.direct_tls_options: dict[str, object] = dict(direct_tls_options or {})
         self.s2s = s2s
         self.ejabberdctl = ejabberdctl or find_ejabberd()
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
         self.command_timeout = command_timeout
 
         self.node = f"ejabberd_test_{os.getpid()}_{next(_instance_counter)}@localhost"
@@ -511,36 +389,16 @@ class EjabberdServer:
         self.pid_path = self.base_dir / "ejabberd.pid"
         self.contrib_dir = self.base_dir / "contrib"
 
-        self.c2s_port: int | None = None
         self.c2s_tls_port: int | None = None
         self.s2s_port: int | None = None
         self.dist_port: int | None = None
-        self.process: subprocess.Popen[bytes] | None = None
         self.foreground_execs = False
-        self.startup_seconds: float | None = None
-        self._console = None
 
     # -- informational ----------------------------------------------------
 
     @property
-    def port(self) -> int | None:
-        """Alias of :attr:`c2s_port`."""
-        return self.c2s_port
-
-    @property
     def domain(self) -> str:
         return self.hosts[0]
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
-
-    def __repr__(self) -> str:
-        state = f"pid={self.process.pid}" if self.running else "stopped"
-        return f"<EjabberdServer {self.base_dir} c2s={self.c2s_port} {state}>"
 
     # -- configuration ----------------------------------------------------
 
@@ -619,15 +477,15 @@ class EjabberdServer:
 
     def write_config(self) -> Path:
         if self.c2s_port is None:
-            ports = _free_ports(4)
+            ports = servers.free_ports(4)
             self.c2s_port, self.dist_port = ports[0], ports[1]
             self.c2s_tls_port = ports[2] if self.direct_tls else None
             self.s2s_port = ports[3] if self.s2s else None
         for directory in (self.conf_dir, self.spool_dir, self.log_dir, self.contrib_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.config_path, self.config_text().encode("utf-8"))
-        _atomic_write(self.ctl_config_path, self._ctl_config_text().encode("utf-8"))
-        _atomic_write(
+        servers.atomic_write(self.config_path, self.config_text().encode("utf-8"))
+        servers.atomic_write(self.ctl_config_path, self._ctl_config_text().encode("utf-8"))
+        servers.atomic_write(
             self.conf_dir / "inetrc",
             b'{lookup,["file","native"]}.\n'
             b'{host,{127,0,0,1}, ["localhost"]}.\n{file, resolv, "/etc/resolv.conf"}.\n',
@@ -636,33 +494,25 @@ class EjabberdServer:
         return self.config_path
 
     def _write_ctl(self) -> None:
-        if not self.ejabberdctl:
-            raise EjabberdError("ejabberdctl not found (set $EJABBERDCTL or install ejabberd)")
+        self._require_binary()
+        assert self.ejabberdctl is not None
         original = Path(self.ejabberdctl).read_text("utf-8", "surrogateescape")
         script, self.foreground_execs = patch_ejabberdctl(original)
-        _atomic_write(self.ctl_path, script.encode("utf-8", "surrogateescape"))
+        servers.atomic_write(self.ctl_path, script.encode("utf-8", "surrogateescape"))
         self.ctl_path.chmod(0o755)
 
     def _env(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(_ENV_PREFIXES) and k not in _ENV_NAMES
+        extra = {
+            "HOME": str(self.base_dir),  # no ~/.erlang.cookie, no ~/.ejabberd-modules
+            # Erlang decodes argv (nicks, groups, passwords) by the locale.
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "EJABBERD_CONFIG_PATH": str(self.config_path),
+            "EJABBERDCTL_CONFIG_PATH": str(self.ctl_config_path),
+            "LOGS_DIR": str(self.log_dir),
+            "SPOOL_DIR": str(self.spool_dir),
         }
-        env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        env.update(
-            {
-                "HOME": str(self.base_dir),  # no ~/.erlang.cookie, no ~/.ejabberd-modules
-                # Erlang decodes argv (nicks, groups, passwords) by the locale.
-                "LANG": "C.UTF-8",
-                "LC_ALL": "C.UTF-8",
-                "EJABBERD_CONFIG_PATH": str(self.config_path),
-                "EJABBERDCTL_CONFIG_PATH": str(self.ctl_config_path),
-                "LOGS_DIR": str(self.log_dir),
-                "SPOOL_DIR": str(self.spool_dir),
-            }
-        )
-        return env
+        return servers.clean_env(_ENV_PREFIXES, _ENV_NAMES, extra)
 
     def _ctl_argv(self, *args: str) -> list[str]:
         return [
@@ -676,138 +526,44 @@ class EjabberdServer:
             *args,
         ]  # fmt: skip
 
-    # -- lifecycle --------------------------------------------------------
+    # -- lifecycle hooks (see servers.ServerProcess) ----------------------
 
-    def start(self) -> EjabberdServer:
-        """Write the config, run ``ejabberdctl foreground`` and wait until the
-        c2s port accepts and ``ejabberdctl status`` reports "started".
-
-        Retries with new ports if one was taken in the meantime.  Raises
-        :class:`EjabberdError` (with the log tail) on failure or timeout.
-        """
-        if self.running:
-            return self
+    def _require_binary(self) -> None:
         if not self.ejabberdctl:
             raise EjabberdError("ejabberdctl not found (set $EJABBERDCTL or install ejabberd)")
-        last_error: EjabberdError | None = None
-        for _attempt in range(3):
-            try:
-                self._start_once()
-                return self
-            except _PortClash as exc:
-                last_error = exc
-                self.stop()
-                self.c2s_port = None  # pick new ports
-            except BaseException:
-                self.stop()  # e.g. timed out: do not leave it running
-                raise
-        assert last_error is not None
-        raise last_error
 
-    def _start_once(self) -> None:
-        started = time.monotonic()
-        self.write_config()
-        for path in (self.log_path, self.error_log_path, self.console_path):
-            path.unlink(missing_ok=True)
-        self._console = open(self.console_path, "ab")
-        argv = self._ctl_argv("foreground")
-        setpriv = shutil.which("setpriv")
-        if setpriv and _setpriv_has_pdeathsig(setpriv):
-            # beam.smp dies with the test process even if that is SIGKILLed
-            # (beam.smp *is* this process when foreground_execs).
-            argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
-        self.process = subprocess.Popen(
-            argv,
-            cwd=self.spool_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._console,
-            stderr=subprocess.STDOUT,
-            env=self._env(),
-            start_new_session=True,  # own process group: stop() kills all of it
+    def _log_files(self) -> tuple[Path, ...]:
+        return (self.log_path, self.error_log_path, self.console_path)
+
+    def _launch(self, console: IO[bytes]) -> subprocess.Popen[bytes]:
+        # Under setpriv --pdeathsig, beam.smp dies with the test process even
+        # if that is SIGKILLed (beam.smp *is* this process when foreground_execs);
+        # its own process group lets stop() kill erl_child_setup, inet_gethost
+        # and a hung control node too.
+        return servers.spawn(
+            self._ctl_argv("foreground"), console=console, cwd=self.spool_dir, env=self._env()
         )
-        _register_for_exit(self)
-        self._wait_until_ready(started)
-        self.startup_seconds = time.monotonic() - started
-
-    def _wait_until_ready(self, started: float) -> None:
-        assert self.process is not None
-        deadline = started + self.startup_timeout
-        while True:
-            if self.process.poll() is not None:
-                reason = f"ejabberd exited with status {self.process.returncode}"
-                if self._port_clash_logged():
-                    raise _PortClash(self._failure(reason + " (a port was already in use)"))
-                raise EjabberdError(self._failure(reason))
-            if self._port_clash_logged():
-                raise _PortClash(self._failure("a port was already in use"))
-            if _port_open(self.host, self.c2s_port):
-                status = self.ctl("status", check=False, timeout=10)
-                if status.returncode == 0 and "status: started" in status.stdout:
-                    return
-            if time.monotonic() > deadline:
-                raise EjabberdError(
-                    self._failure(
-                        f"c2s port {self.host}:{self.c2s_port} not ready "
-                        f"after {self.startup_timeout:.1f} s"
-                    )
-                )
-            time.sleep(0.05)
 
     def _port_clash_logged(self) -> bool:
-        text = _read(self.log_path) + _read(self.console_path)
-        return "eaddrinuse" in text
+        logs = servers.read_text(self.log_path) + servers.read_text(self.console_path)
+        return "eaddrinuse" in logs
 
-    def _failure(self, reason: str) -> str:
-        return (
-            f"ejabberd failed to start: {reason}\n"
-            f"--- {self.log_path} (tail) ---\n{self.log_tail()}\n"
-            f"--- {self.console_path} (tail) ---\n{_tail(self.console_path, 20)}"
-        )
+    def _ready(self) -> bool:
+        if not super()._ready():  # the c2s port accepts
+            return False
+        status = self.ctl("status", check=False, timeout=10)
+        return status.returncode == 0 and "status: started" in status.stdout
 
-    def stop(self) -> None:
-        """``ejabberdctl stop``; then SIGTERM, then SIGKILL the process group
-        after :attr:`stop_timeout` seconds.  Idempotent."""
-        process = self.process
-        if process is not None:
-            pgid = process.pid  # start_new_session: the leader's pid
-            try:
-                if process.poll() is None:
-                    try:
-                        self.ctl("stop", check=False, timeout=self.stop_timeout)
-                    except (subprocess.TimeoutExpired, OSError):
-                        pass
-                    try:
-                        process.wait(self.stop_timeout)
-                    except subprocess.TimeoutExpired:
-                        _kill_group(pgid, signal.SIGTERM)
-                        try:
-                            process.wait(self.stop_timeout)
-                        except subprocess.TimeoutExpired:
-                            pass
-            finally:
-                # Also reached on KeyboardInterrupt: never leave anything behind
-                # (beam.smp, erl_child_setup, inet_gethost, a hung control node).
-                _kill_group(pgid, signal.SIGKILL)
-                if process.poll() is None:
-                    process.kill()
-                process.wait()
-                _wait_group_gone(pgid, 5)
-                self.process = None
-                _unregister_for_exit(self)
-        if self._console is not None:
-            self._console.close()
-            self._console = None
-
-    def restart(self) -> EjabberdServer:
-        """Stop and start again (same ports and spool; config regenerated)."""
-        self.stop()
-        return self.start()
-
-    def __enter__(self) -> EjabberdServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _stop_politely(self, process: subprocess.Popen[bytes]) -> None:
+        """``ejabberdctl stop``, and wait up to :attr:`stop_timeout` seconds."""
+        try:
+            self.ctl("stop", check=False, timeout=self.stop_timeout)
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+        try:
+            process.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            pass
 
     # -- ejabberdctl ------------------------------------------------------
 
@@ -822,7 +578,7 @@ class EjabberdServer:
         """
         if not self.ctl_path.exists():
             self.write_config()
-        result = _run_in_group(
+        result = servers.run_in_group(
             self._ctl_argv(*args),
             env=self._env(),
             cwd=self.spool_dir,
@@ -985,19 +741,12 @@ ALICE_ROSTER: list[dict[str, object]] = [
 ]
 
 
-@dataclass(frozen=True)
-class EjabberdAccount:
-    user: str
-    domain: str
-    password: str
-
-    @property
-    def jid(self) -> str:
-        return f"{self.user}@{self.domain}"
+class EjabberdAccount(servers.Account):
+    """An account on the ejabberd test server (a :class:`servers.Account`)."""
 
 
 @dataclass
-class EjabberdInfo:
+class EjabberdInfo(servers.ServerInfo):
     """What the ``ejabberd`` fixture yields.
 
     Treat the seeded accounts as read-only (other tests share them); a test
@@ -1011,10 +760,6 @@ class EjabberdInfo:
     users: dict[str, str]
     rosters: dict[str, list[dict[str, object]]]
     log_dir: Path
-    _counter: itertools.count = field(default_factory=itertools.count, repr=False)
-
-    def jid(self, user: str, domain: str | None = None) -> str:
-        return f"{user}@{domain or self.domain}"
 
     def new_user(
         self,
@@ -1024,8 +769,7 @@ class EjabberdInfo:
         roster: Iterable[Mapping[str, object]] | None = None,
     ) -> EjabberdAccount:
         """Register a fresh account (unique name) and optionally seed its roster."""
-        user = f"{prefix}{os.getpid()}x{next(self._counter)}".lower()
-        password = password or f"pw-{user}"
+        user, password = self._unique_user(prefix, password)
         self.server.register(user, self.domain, password)
         if roster is not None:
             self.server.seed_roster(user, self.domain, roster)
@@ -1060,49 +804,12 @@ def start_seeded_server(base_dir: str | os.PathLike[str], **options: object) -> 
 
 
 # --------------------------------------------------------------------------
-# helpers
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    scratch = path.with_name(path.name + ".tmp%d" % os.getpid())
-    with open(scratch, "wb") as f:
-        f.write(data)
-    os.replace(scratch, path)
-
-
-_live_servers: set[EjabberdServer] = set()
-_atexit_registered = False
-
-
-def _register_for_exit(server: EjabberdServer) -> None:
-    global _atexit_registered
-    _live_servers.add(server)
-    if not _atexit_registered:
-        atexit.register(_stop_all)
-        _atexit_registered = True
-
-
-def _unregister_for_exit(server: EjabberdServer) -> None:
-    _live_servers.discard(server)
-
-
-def _stop_all() -> None:
-    """atexit safety net: no ejabberd outlives the interpreter."""
-    for server in list(_live_servers):
-        try:
-            server.stop()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
-
-
-# --------------------------------------------------------------------------
 # A demo server for trying the service by hand
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the seeded test server in the foreground until interrupted."""
     import argparse
-    import tempfile
 
     parser = argparse.ArgumentParser(
         description="Run a throw-away ejabberd on 127.0.0.1 with the test accounts and roster."
@@ -1110,8 +817,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help="state directory (default: a new temporary one)")
     parser.add_argument("--scram", action="store_true", help="store passwords as SCRAM")
     args = parser.parse_args(argv)
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="portofcall-ejabberd-"))
-    base.mkdir(parents=True, exist_ok=True)
+    base = servers.demo_dir(args.dir, "portofcall-ejabberd-")
     info = start_seeded_server(base, password_format="scram" if args.scram else "plain")
     server = info.server
     print(
@@ -1121,14 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for user, password in info.users.items():
         print("  %s@%s  password %r" % (user, info.domain, password), flush=True)
-    try:
-        while server.running:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
+    return servers.serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

@@ -36,18 +36,16 @@ and must not be imported by the service.
 
 from __future__ import annotations
 
-import atexit
-import itertools
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+import servers
+from servers import LOOPBACK, Account
 
 __all__ = [
     "ACCOUNTS",
@@ -68,8 +66,6 @@ __all__ = [
     "lua_value",
     "start_seeded_server",
 ]
-
-LOOPBACK = "127.0.0.1"
 
 #: Modules loaded for every host.  ``c2s``, ``s2s``, ``presence``, ``message``,
 #: ``iq``, ``offline``, ``posix`` are always auto-loaded by Prosody.  ``tls`` is
@@ -112,6 +108,10 @@ class ProsodyError(RuntimeError):
     """Prosody could not be started, or prosodyctl failed."""
 
 
+class _PortClash(ProsodyError, servers.PortClash):
+    pass
+
+
 class LuaRaw(str):
     """A string that is pasted into the Lua config verbatim (not quoted)."""
 
@@ -150,16 +150,9 @@ def lua_value(value: object) -> str:
     """Serialise a Python value as a Lua expression (for config files)."""
     if isinstance(value, LuaRaw):
         return str(value)
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("NaN/inf cannot be written to Lua")
-        return repr(value)
+    scalar = servers.plain_scalar(value, null="nil", language="Lua")
+    if scalar is not None:
+        return scalar
     if isinstance(value, str):
         return lua_string(value)
     if isinstance(value, Mapping):
@@ -184,64 +177,30 @@ def encode_path_component(value: str) -> str:
 
 
 # --------------------------------------------------------------------------
-# Binaries and ports
+# Binaries
 
 
-def _find_binary(env_var: str, name: str) -> str | None:
-    explicit = os.environ.get(env_var)
-    if explicit:
-        return explicit if os.access(explicit, os.X_OK) else None
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in ("/usr/bin", "/usr/local/bin", "/usr/sbin"):
-        candidate = os.path.join(directory, name)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
+_BINARY_DIRS = ("/usr/bin", "/usr/local/bin", "/usr/sbin")
+
+#: tests/conftest.py imports this name.
+_free_ports = servers.free_ports
 
 
 def find_prosody() -> str | None:
     """Path of the ``prosody`` binary (``$PROSODY`` overrides), or None."""
-    return _find_binary("PROSODY", "prosody")
+    return servers.find_binary("PROSODY", "prosody", _BINARY_DIRS)
 
 
 def find_prosodyctl() -> str | None:
     """Path of ``prosodyctl`` (``$PROSODYCTL`` overrides), or None."""
-    return _find_binary("PROSODYCTL", "prosodyctl")
-
-
-def _free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """``count`` distinct ports that were free a moment ago (bind to port 0)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read().decode("utf-8", "replace")
-    except OSError as exc:
-        return f"<{path}: {exc}>"
-    return "\n".join(data.splitlines()[-lines:])
+    return servers.find_binary("PROSODYCTL", "prosodyctl", _BINARY_DIRS)
 
 
 # --------------------------------------------------------------------------
 # The server
 
 
-class ProsodyServer:
+class ProsodyServer(servers.ServerProcess):
     """One Prosody process with several VirtualHosts, confined to ``base_dir``.
 
     ``vhosts`` maps XMPP domains to per-host options (defaults:
@@ -249,9 +208,16 @@ class ProsodyServer:
     generated global section; ``extra_global_lines`` are raw Lua lines placed
     after the global options (before the first VirtualHost), e.g. for TLS.
     Options can be changed before :meth:`start` (or before :meth:`restart`).
+
+    :meth:`start` writes the config, starts ``prosody -F`` and waits until c2s
+    is activated and accepts connections; :meth:`stop` sends SIGTERM, then
+    SIGKILL after :attr:`stop_timeout` seconds, to its process group (Prosody
+    alone; see :class:`servers.ServerProcess`).
     """
 
-    host = LOOPBACK
+    label = "Prosody"
+    error = ProsodyError
+    port_clash = _PortClash
 
     def __init__(
         self,
@@ -266,7 +232,7 @@ class ProsodyServer:
         startup_timeout: float = 15.0,
         stop_timeout: float = 5.0,
     ) -> None:
-        self.base_dir = Path(base_dir).resolve()
+        super().__init__(base_dir, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.vhosts: dict[str, dict[str, object]] = {
             domain: dict(options)
             for domain, options in (DEFAULT_VHOSTS if vhosts is None else vhosts).items()
@@ -276,8 +242,6 @@ class ProsodyServer:
         self.extra_global_lines: list[str] = list(extra_global_lines)
         self.prosody = prosody or find_prosody()
         self.prosodyctl = prosodyctl or find_prosodyctl()
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
 
         self.config_path = self.base_dir / "prosody.cfg.lua"
         self.data_path = self.base_dir / "data"
@@ -287,32 +251,13 @@ class ProsodyServer:
         self.debug_log_path = self.base_dir / "prosody.debug.log"  # everything
         self.console_path = self.base_dir / "prosody.console.log"  # stdout/stderr
 
-        self.c2s_port: int | None = None
         self.s2s_port: int | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self._console = None
 
     # -- informational ----------------------------------------------------
 
     @property
-    def port(self) -> int | None:
-        """Alias of :attr:`c2s_port`."""
-        return self.c2s_port
-
-    @property
     def domains(self) -> list[str]:
         return list(self.vhosts)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
-
-    def __repr__(self) -> str:
-        state = f"pid={self.process.pid}" if self.running else "stopped"
-        return f"<ProsodyServer {self.base_dir} c2s={self.c2s_port} {state}>"
 
     # -- configuration ----------------------------------------------------
 
@@ -379,128 +324,38 @@ class ProsodyServer:
 
     def write_config(self) -> Path:
         if self.c2s_port is None or self.s2s_port is None:
-            self.c2s_port, self.s2s_port = _free_ports(2)
+            self.c2s_port, self.s2s_port = servers.free_ports(2)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_path.mkdir(parents=True, exist_ok=True)
         # An empty certificate directory (a missing one is logged as an error);
         # TLS support can drop certificates in here.
         self.certs_path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.config_path, self.config_text().encode("utf-8"))
+        servers.atomic_write(self.config_path, self.config_text().encode("utf-8"))
         return self.config_path
 
-    # -- lifecycle --------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        return servers.clean_env(("PROSODY",))
 
-    def start(self) -> ProsodyServer:
-        """Write the config, start ``prosody -F`` and wait for c2s to accept.
+    # -- lifecycle hooks (see servers.ServerProcess) ----------------------
 
-        Retries with new ports if one was taken in the meantime.  Raises
-        :class:`ProsodyError` (with the log tail) on failure or timeout.
-        """
-        if self.running:
-            return self
+    def _require_binary(self) -> None:
         if not self.prosody:
             raise ProsodyError("prosody binary not found (set $PROSODY or install prosody)")
-        last_error: ProsodyError | None = None
-        for _attempt in range(3):
-            try:
-                self._start_once()
-                return self
-            except _PortClash as exc:
-                last_error = exc
-                self.stop()
-                self.c2s_port = self.s2s_port = None  # pick new ones
-            except BaseException:
-                self.stop()  # e.g. timed out: do not leave it running
-                raise
-        assert last_error is not None
-        raise last_error
 
-    def _start_once(self) -> None:
-        self.write_config()
-        for path in (self.log_path, self.debug_log_path, self.console_path):
-            path.unlink(missing_ok=True)
-        self._console = open(self.console_path, "ab")
+    def _log_files(self) -> tuple[Path, ...]:
+        return (self.log_path, self.debug_log_path, self.console_path)
+
+    def _launch(self, console: IO[bytes]) -> subprocess.Popen[bytes]:
+        assert self.prosody is not None
         argv = [self.prosody, "-F", "--config", str(self.config_path)]
-        setpriv = shutil.which("setpriv")
-        if setpriv and _setpriv_has_pdeathsig(setpriv):
-            # Dies with the test process even if that is SIGKILLed.
-            argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
-        self.process = subprocess.Popen(
-            argv,
-            cwd=self.base_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._console,
-            stderr=subprocess.STDOUT,
-            env=_clean_env(),
-            start_new_session=True,  # a ^C to pytest does not hit it mid-test
-        )
-        _register_for_exit(self)
-        self._wait_until_ready()
+        return servers.spawn(argv, console=console, cwd=self.base_dir, env=self._env())
 
-    def _wait_until_ready(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + self.startup_timeout
-        activated = re.compile(
-            r"Activated service 'c2s' on .*\[%s\]:%d\b" % (re.escape(LOOPBACK), self.c2s_port)
-        )
-        while True:
-            log = _read(self.log_path)
-            if "Failed to open server port" in log:
-                raise _PortClash(self._failure("a port was already in use"))
-            if self.process.poll() is not None:
-                raise ProsodyError(
-                    self._failure(f"prosody exited with status {self.process.returncode}")
-                )
-            if activated.search(log) and _port_open(self.host, self.c2s_port):
-                return
-            if time.monotonic() > deadline:
-                raise ProsodyError(
-                    self._failure(
-                        f"c2s port {self.host}:{self.c2s_port} not ready "
-                        f"after {self.startup_timeout:.0f} s"
-                    )
-                )
-            time.sleep(0.05)
+    def _port_clash_logged(self) -> bool:
+        return "Failed to open server port" in servers.read_text(self.log_path)
 
-    def _failure(self, reason: str) -> str:
-        return (
-            f"Prosody failed to start: {reason}\n"
-            f"--- {self.log_path} (tail) ---\n{self.log_tail()}\n"
-            f"--- {self.console_path} (tail) ---\n{_tail(self.console_path, 20)}"
-        )
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after :attr:`stop_timeout` seconds.  Idempotent."""
-        process = self.process
-        if process is not None:
-            try:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-                    try:
-                        process.wait(self.stop_timeout)
-                    except subprocess.TimeoutExpired:
-                        pass
-            finally:
-                # Also reached on KeyboardInterrupt: never leave it behind.
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-                self.process = None
-                _unregister_for_exit(self)
-        if self._console is not None:
-            self._console.close()
-            self._console = None
-
-    def restart(self) -> ProsodyServer:
-        """Stop and start again (same ports, config regenerated from options)."""
-        self.stop()
-        return self.start()
-
-    def __enter__(self) -> ProsodyServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _ready(self) -> bool:
+        activated = rf"Activated service 'c2s' on .*\[{re.escape(LOOPBACK)}\]:{self.c2s_port}\b"
+        return bool(re.search(activated, servers.read_text(self.log_path))) and super()._ready()
 
     # -- accounts and storage --------------------------------------------
 
@@ -517,7 +372,7 @@ class ProsodyServer:
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            env=_clean_env(),
+            env=self._env(),
             timeout=60,
         )
         if check and result.returncode != 0:
@@ -619,7 +474,7 @@ class ProsodyServer:
         out.append("};\n")
         path = self.roster_path(user, host)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, "".join(out).encode("utf-8"))
+        servers.atomic_write(path, "".join(out).encode("utf-8"))
         return path
 
 
@@ -707,19 +562,8 @@ def big_roster(count: int = BIG_ROSTER_SIZE) -> list[dict[str, object]]:
     return items
 
 
-@dataclass(frozen=True)
-class Account:
-    user: str
-    domain: str
-    password: str
-
-    @property
-    def jid(self) -> str:
-        return f"{self.user}@{self.domain}"
-
-
 @dataclass
-class ProsodyInfo:
+class ProsodyInfo(servers.ServerInfo):
     """What the ``prosody`` fixture yields.
 
     ``users``/``rosters`` are for :attr:`domain` (``localhost``); ``accounts``
@@ -739,10 +583,6 @@ class ProsodyInfo:
     rosters: dict[str, list[dict[str, object]]]
     log_path: Path
     debug_log_path: Path
-    _counter: itertools.count = field(default_factory=itertools.count, repr=False)
-
-    def jid(self, user: str, domain: str | None = None) -> str:
-        return f"{user}@{domain or self.domain}"
 
     def new_user(
         self,
@@ -754,8 +594,7 @@ class ProsodyInfo:
     ) -> Account:
         """Register a fresh account (unique name) and optionally seed its roster."""
         domain = domain or self.domain
-        user = f"{prefix}{os.getpid()}x{next(self._counter)}".lower()
-        password = password or f"pw-{user}"
+        user, password = self._unique_user(prefix, password)
         self.server.register(user, domain, password)
         if roster is not None:
             self.server.set_roster(user, domain, roster)
@@ -800,10 +639,6 @@ def start_seeded_server(base_dir: str | os.PathLike[str]) -> ProsodyInfo:
 # helpers
 
 
-class _PortClash(ProsodyError):
-    pass
-
-
 def _ascii_lower(name: str) -> str:
     return name.lower() if name.isascii() else name
 
@@ -817,76 +652,6 @@ def _store_encode(store: str) -> str:
     )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    scratch = path.with_name(path.name + ".tmp%d" % os.getpid())
-    with open(scratch, "wb") as f:
-        f.write(data)
-    os.replace(scratch, path)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
-
-
-def _port_open(host: str, port: int | None) -> bool:
-    if port is None:
-        return False
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROSODY")}
-    env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-    return env
-
-
-_pdeathsig_cache: dict[str, bool] = {}
-
-
-def _setpriv_has_pdeathsig(setpriv: str) -> bool:
-    if setpriv not in _pdeathsig_cache:
-        try:
-            out = subprocess.run(
-                [setpriv, "--help"], capture_output=True, text=True, timeout=5
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        _pdeathsig_cache[setpriv] = "--pdeathsig" in out
-    return _pdeathsig_cache[setpriv]
-
-
-_live_servers: set[ProsodyServer] = set()
-_atexit_registered = False
-
-
-def _register_for_exit(server: ProsodyServer) -> None:
-    global _atexit_registered
-    _live_servers.add(server)
-    if not _atexit_registered:
-        atexit.register(_stop_all)
-        _atexit_registered = True
-
-
-def _unregister_for_exit(server: ProsodyServer) -> None:
-    _live_servers.discard(server)
-
-
-def _stop_all() -> None:
-    """atexit safety net: no Prosody outlives the interpreter."""
-    for server in list(_live_servers):
-        try:
-            server.stop()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
-
-
 # --------------------------------------------------------------------------
 # A demo server for trying the service by hand (README: "Try it")
 
@@ -894,7 +659,6 @@ def _stop_all() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the seeded test server in the foreground until interrupted."""
     import argparse
-    import tempfile
 
     parser = argparse.ArgumentParser(
         description="Run a throw-away Prosody on 127.0.0.1 with the test accounts and rosters."
@@ -902,11 +666,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5222, help="c2s port (default 5222)")
     parser.add_argument("--dir", help="state directory (default: a new temporary one)")
     args = parser.parse_args(argv)
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="portofcall-prosody-"))
-    base.mkdir(parents=True, exist_ok=True)
+    base = servers.demo_dir(args.dir, "portofcall-prosody-")
     server = ProsodyServer(base)
     server.c2s_port = args.port
-    server.s2s_port = _free_ports(1)[0]
+    server.s2s_port = servers.free_ports(1)[0]
     for domain, users in ACCOUNTS.items():
         for user, password in users.items():
             server.register(user, domain, password)
@@ -917,14 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     for domain, users in ACCOUNTS.items():
         for user, password in users.items():
             print("  %s@%s  password %r" % (user, domain, password), flush=True)
-    try:
-        while server.running:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
+    return servers.serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

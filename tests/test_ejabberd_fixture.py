@@ -7,146 +7,36 @@ check the fixture, not the service under test.
 
 from __future__ import annotations
 
-import base64
 import os
 import socket
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 try:
-    from ejabberd import EjabberdServer, find_ejabberd, patch_ejabberdctl, yaml_dump
+    import xmpp_blocking  # noqa: F401 - is tests/ on sys.path?
 except ModuleNotFoundError:  # importlib import mode: conftest put tests/ on sys.path late
-    import sys
-    from pathlib import Path
-
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from ejabberd import EjabberdServer, find_ejabberd, patch_ejabberdctl, yaml_dump
 
-STREAM_NS = "http://etherx.jabber.org/streams"
-SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
-BIND_NS = "urn:ietf:params:xml:ns:xmpp-bind"
-STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
-ROSTER_NS = "jabber:iq:roster"
-
-
-class _Client:
-    """Blocking, just-enough XMPP: header, features, PLAIN, bind, stanzas."""
-
-    def __init__(self, host: str, port: int, domain: str) -> None:
-        self.domain = domain
-        self.sock = socket.create_connection((host, port), timeout=10)
-        self.header: ET.Element | None = None
-
-    def open(self) -> ET.Element:
-        """Send a stream header; return the server's ``<stream:features>``."""
-        self.parser = ET.XMLPullParser(events=("start", "end"))
-        self.depth = 0
-        self.sock.sendall(
-            (
-                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-                f"xmlns:stream='{STREAM_NS}' to='{self.domain}' version='1.0'>"
-            ).encode()
-        )
-        return self.next()
-
-    def next(self) -> ET.Element:
-        """The next top-level element the server sends."""
-        while True:
-            for event, elem in self.parser.read_events():
-                if event == "start":
-                    self.depth += 1
-                    if self.depth == 1:
-                        self.header = elem
-                else:
-                    self.depth -= 1
-                    if self.depth == 1:
-                        return elem
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("server closed the stream")
-            self.parser.feed(data)
-
-    def auth_plain(self, user: str, password: str) -> ET.Element:
-        """Send SASL PLAIN; return ``<success/>`` or ``<failure/>``."""
-        payload = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        self.sock.sendall(f"<auth xmlns='{SASL_NS}' mechanism='PLAIN'>{payload}</auth>".encode())
-        return self.next()
-
-    def bind(self, resource: str = "fixture-test") -> ET.Element:
-        return self.stanza(
-            f"<iq type='set' id='bind1'><bind xmlns='{BIND_NS}'>"
-            f"<resource>{resource}</resource></bind></iq>",
-            "iq",
-        )
-
-    def login(self, user: str, password: str) -> str:
-        """PLAIN, stream restart, bind; returns the bound JID."""
-        self.open()
-        reply = self.auth_plain(user, password)
-        assert reply.tag == f"{{{SASL_NS}}}success", ET.tostring(reply)
-        self.open()
-        return self.bind().findtext(f".//{{{BIND_NS}}}jid")
-
-    def stanza(self, xml: str, tag: str) -> ET.Element:
-        """Send ``xml``; return the next top-level ``tag`` element."""
-        self.sock.sendall(xml.encode())
-        while True:
-            elem = self.next()
-            if elem.tag == f"{{jabber:client}}{tag}":
-                return elem
-
-    def roster(self) -> list[dict[str, object]]:
-        result = self.stanza(f"<iq type='get' id='r1'><query xmlns='{ROSTER_NS}'/></iq>", "iq")
-        assert result.get("type") == "result", ET.tostring(result)
-        return [
-            {
-                "jid": item.get("jid"),
-                "name": item.get("name"),
-                "subscription": item.get("subscription", "none"),
-                "ask": item.get("ask"),
-                "groups": sorted(g.text or "" for g in item.findall(f"{{{ROSTER_NS}}}group")),
-            }
-            for item in result.iter(f"{{{ROSTER_NS}}}item")
-        ]
-
-    def close(self) -> None:
-        try:
-            self.sock.sendall(b"</stream:stream>")
-        except OSError:
-            pass
-        finally:
-            self.sock.close()
-
-
-def _normalised(items):
-    return sorted(
-        (
-            {
-                "jid": i["jid"],
-                "name": i["name"] or None,
-                "subscription": i["subscription"],
-                "ask": i["ask"],
-                "groups": sorted(i["groups"]),
-            }
-            for i in items
-        ),
-        key=lambda i: i["jid"],
-    )
+from ejabberd import EjabberdServer, find_ejabberd, patch_ejabberdctl, yaml_dump
+from xmpp_blocking import (
+    BIND_NS,
+    SASL_NS,
+    STANZAS_NS,
+    STREAM_NS,
+    BlockingClient,
+    mechanisms,
+    normalised_roster,
+)
 
 
 @pytest.fixture
 def client(ejabberd):
-    c = _Client(ejabberd.host, ejabberd.port, ejabberd.domain)
-    try:
+    with BlockingClient(ejabberd.host, ejabberd.port, ejabberd.domain) as c:
         yield c
-    finally:
-        c.close()
-
-
-def _mechanisms(features: ET.Element) -> set[str]:
-    return {m.text for m in features.iter(f"{{{SASL_NS}}}mechanism")}
 
 
 # --------------------------------------------------------------------------
@@ -167,7 +57,7 @@ def test_stream_features_offer_plain_without_tls(client, ejabberd):
     assert client.header is not None and client.header.get("from") == ejabberd.domain
     assert features.tag == f"{{{STREAM_NS}}}features"
     # ejabberd 23.01, auth_password_format: plain, DIGEST-MD5/X-OAUTH2 disabled.
-    assert _mechanisms(features) == {"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+    assert set(mechanisms(features)) == {"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512"}
     assert features.find("{urn:ietf:params:xml:ns:xmpp-tls}starttls") is None
 
 
@@ -204,13 +94,13 @@ def test_roster_contains_the_seeded_items_with_groups(client, ejabberd):
     """alice's roster has exactly the seeded contacts, names, subscriptions
     and groups (order is not guaranteed)."""
     assert client.login("alice", ejabberd.users["alice"]) == "alice@localhost/fixture-test"
-    assert _normalised(client.roster()) == _normalised(ejabberd.rosters["alice"])
+    assert normalised_roster(client.roster()) == normalised_roster(ejabberd.rosters["alice"])
 
 
 def test_ejabberdctl_get_roster_agrees(ejabberd):
     """ejabberdctl get_roster (parsed) shows the same items as the seed."""
     roster = ejabberd.server.get_roster("alice", ejabberd.domain)
-    assert _normalised(roster) == _normalised(ejabberd.rosters["alice"])
+    assert normalised_roster(roster) == normalised_roster(ejabberd.rosters["alice"])
 
 
 def test_message_to_a_nonexistent_user_bounces(client, ejabberd):
@@ -234,27 +124,21 @@ def test_new_user_can_log_in_with_its_roster(ejabberd):
         "fix",
         roster=[{"jid": "alice@localhost", "name": "A", "subscription": "to", "groups": ["X"]}],
     )
-    c = _Client(ejabberd.host, ejabberd.port, ejabberd.domain)
-    try:
+    with BlockingClient(ejabberd.host, ejabberd.port, ejabberd.domain) as c:
         assert c.login(account.user, account.password) == f"{account.jid}/fixture-test"
         assert c.roster() == [
             {"jid": "alice@localhost", "name": "A", "subscription": "to", "ask": None,
              "groups": ["X"]}
         ]  # fmt: skip
-    finally:
-        c.close()
 
 
 def test_register_twice_resets_the_password(ejabberd):
     """register() on an existing account changes its password."""
     account = ejabberd.new_user("re")
     ejabberd.server.register(account.user, account.domain, "second-password")
-    c = _Client(ejabberd.host, ejabberd.port, ejabberd.domain)
-    try:
+    with BlockingClient(ejabberd.host, ejabberd.port, ejabberd.domain) as c:
         c.open()
         assert c.auth_plain(account.user, "second-password").tag == f"{{{SASL_NS}}}success"
-    finally:
-        c.close()
 
 
 # --------------------------------------------------------------------------
@@ -274,12 +158,9 @@ def test_scram_server_with_two_hosts_stops_cleanly(tmp_path, ejabberd_installed)
     with server:
         server.register("sam", "second.localhost", "sam-pw")
         assert _processes_mentioning(server.node), "ejabberd should be running"
-        c = _Client(server.host, server.c2s_port, "second.localhost")
-        try:
-            assert _mechanisms(c.open()) == {"PLAIN", "SCRAM-SHA-1"}
+        with BlockingClient(server.host, server.c2s_port, "second.localhost") as c:
+            assert set(mechanisms(c.open())) == {"PLAIN", "SCRAM-SHA-1"}
             assert c.auth_plain("sam", "sam-pw").tag == f"{{{SASL_NS}}}success"
-        finally:
-            c.close()
         pid = server.process.pid
     assert not server.running
     assert _processes_mentioning(server.node) == []

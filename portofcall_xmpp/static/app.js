@@ -210,7 +210,33 @@
     renderMessage(endpoint, data);
     renderRoster(data.roster);
     renderServerInfo(data.serverInfo);
+    renderSrv(data.services);
     renderTranscript(data.transcript);
+  }
+
+  function renderSrv(services) {
+    if (!services || typeof services !== "object") return;
+    for (const [name, service] of Object.entries(services)) {
+      const part = section(name + " — " + service.status);
+      const rows = {query: service.name, error: service.error, nxdomain: service.nxdomain};
+      facts(part, rows, [["Query", "query"], ["Error", "error"], ["Name does not exist", "nxdomain"]]);
+      const targets = (service.records || []).map((r) => ({
+        where: r.target + ":" + r.port + " (priority " + r.priority + ", weight " + r.weight + ")",
+        addresses: r.addresses.map((a) => a.address + (a.allowed ? "" : " (not probeable here)")),
+        error: r.error,
+      }));
+      if (service.fallback) {
+        const f = service.fallback;
+        targets.push({
+          where: "fallback " + f.host + ":" + f.port,
+          addresses: f.addresses.map((a) => a.address),
+          error: f.error,
+        });
+      }
+      for (const target of targets) {
+        facts(part, target, [["Target", "where"], ["Addresses", "addresses"], ["Error", "error"]]);
+      }
+    }
   }
 
   function renderServerInfo(info) {
