@@ -664,19 +664,24 @@ def main(argv: list[str] | None = None) -> int:
         description="Run a throw-away Prosody on 127.0.0.1 with the test accounts and rosters."
     )
     parser.add_argument("--port", type=int, default=5222, help="c2s port (default 5222)")
+    parser.add_argument("--s2s-port", type=int, default=5269, help="s2s port (default 5269)")
     parser.add_argument("--dir", help="state directory (default: a new temporary one)")
     args = parser.parse_args(argv)
     base = servers.demo_dir(args.dir, "portofcall-prosody-")
     server = ProsodyServer(base)
     server.c2s_port = args.port
-    server.s2s_port = servers.free_ports(1)[0]
+    server.s2s_port = args.s2s_port
     for domain, users in ACCOUNTS.items():
         for user, password in users.items():
             server.register(user, domain, password)
     server.set_roster("alice", DOMAIN, ALICE_ROSTER)
     server.set_roster("big", DOMAIN, big_roster())
     server.start()
-    print("Prosody on %s:%d (state in %s)" % (server.host, server.c2s_port, base), flush=True)
+    print(
+        "Prosody on %s: c2s %d, s2s %d (state in %s)"
+        % (server.host, server.c2s_port, server.s2s_port, base),
+        flush=True,
+    )
     for domain, users in ACCOUNTS.items():
         for user, password in users.items():
             print("  %s@%s  password %r" % (user, domain, password), flush=True)
