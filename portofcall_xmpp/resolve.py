@@ -95,6 +95,20 @@ def _literal(host: str) -> list[str] | None:
     return None if addr is None else [str(addr)]
 
 
+def _early_answer(host: str):
+    """
+    C{(Deferred, None)} when C{host} needs no DNS (an IP literal) or cannot
+    be asked (an invalid name: a L{DNSError}); else C{(None, query name)}.
+    """
+    literal = _literal(host)
+    if literal is not None:
+        return defer.succeed(literal), None
+    try:
+        return None, _query_name(host)
+    except DNSError:
+        return defer.fail(), None
+
+
 def _query_name(host: str) -> str:
     """
     The ASCII name to look up for C{host} (IDNA for a non-ASCII name).
@@ -182,13 +196,9 @@ class SystemResolver:
 
     def resolve(self, host: str) -> Deferred[list[str]]:
         """See L{Resolver.resolve}."""
-        literal = _literal(host)
-        if literal is not None:
-            return defer.succeed(literal)
-        try:
-            name = _query_name(host)
-        except DNSError:
-            return defer.fail()
+        early, name = _early_answer(host)
+        if early is not None:
+            return early
         receiver = _Receiver(host)
         try:
             self._reactor.nameResolver.resolveHostName(receiver, name, 0)
@@ -320,13 +330,9 @@ class DNSServerResolver:
 
     def resolve(self, host: str) -> Deferred[list[str]]:
         """See L{Resolver.resolve}."""
-        literal = _literal(host)
-        if literal is not None:
-            return defer.succeed(literal)
-        try:
-            name = _query_name(host)
-        except DNSError:
-            return defer.fail()
+        early, name = _early_answer(host)
+        if early is not None:
+            return early
         lookups = [
             Deferred.fromCoroutine(self._lookup(host, name, dns.A)),
             Deferred.fromCoroutine(self._lookup(host, name, dns.AAAA)),

@@ -447,36 +447,32 @@ def _utf8_length(text: str) -> int:
         raise _Invalid("it contains an unpaired surrogate") from None
 
 
-def _localpart(text: str) -> str:
-    """RFC 7622 section 3.3: PRECIS UsernameCaseMapped, then no C{" & ' / : < > @}."""
+def _precis_part(text: str, profile, profile_name: str) -> str:
+    """A JID part enforced with a PRECIS profile, 1-1023 bytes."""
     if not text:
         raise _Invalid("it is empty")
     if len(text) > _MAX_PART_INPUT:
         raise _Invalid(f"it is longer than {MAX_PART_BYTES} bytes")
     try:
-        local = _username_profile.enforce(text)
+        part = profile.enforce(text)
     except UnicodeError as e:
-        raise _Invalid(_precis_reason(e, "UsernameCaseMapped")) from None
+        raise _Invalid(_precis_reason(e, profile_name)) from None
+    if _utf8_length(part) > MAX_PART_BYTES:
+        raise _Invalid(f"it is longer than {MAX_PART_BYTES} bytes")
+    return part
+
+
+def _localpart(text: str) -> str:
+    """RFC 7622 section 3.3: PRECIS UsernameCaseMapped, then no C{" & ' / : < > @}."""
+    local = _precis_part(text, _username_profile, "UsernameCaseMapped")
     if _LOCALPART_FORBIDDEN.intersection(local):
         raise _Invalid("it contains one of \" & ' / : < > @")
-    if _utf8_length(local) > MAX_PART_BYTES:
-        raise _Invalid(f"it is longer than {MAX_PART_BYTES} bytes")
     return local
 
 
 def _resourcepart(text: str) -> str:
     """RFC 7622 section 3.4: PRECIS OpaqueString, 1-1023 bytes."""
-    if not text:
-        raise _Invalid("it is empty")
-    if len(text) > _MAX_PART_INPUT:
-        raise _Invalid(f"it is longer than {MAX_PART_BYTES} bytes")
-    try:
-        resource = _opaque_profile.enforce(text)
-    except UnicodeError as e:
-        raise _Invalid(_precis_reason(e, "OpaqueString")) from None
-    if _utf8_length(resource) > MAX_PART_BYTES:
-        raise _Invalid(f"it is longer than {MAX_PART_BYTES} bytes")
-    return resource
+    return _precis_part(text, _opaque_profile, "OpaqueString")
 
 
 def _precis_reason(error: UnicodeError, profile: str) -> str:
