@@ -82,6 +82,7 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "smacks",
     "csi_simple",
     "dialback",  # keeps s2s usable without TLS
+    "server_contact_info",  # XEP-0157, configured by CONTACT_INFO
 )
 
 #: Per-VirtualHost options.  Keys are XMPP domains, values Prosody options.
@@ -601,13 +602,20 @@ class ProsodyInfo(servers.ServerInfo):
         return Account(user, domain, password)
 
 
+#: XEP-0157 contact addresses of the seeded server (``contact_info``).
+CONTACT_INFO: dict[str, list[str]] = {
+    "abuse": ["mailto:abuse@localhost", "xmpp:abuse@localhost"],
+    "admin": ["xmpp:admin@localhost"],
+}
+
+
 def start_seeded_server(base_dir: str | os.PathLike[str]) -> ProsodyInfo:
     """Start Prosody with :data:`ACCOUNTS`, alice's and big's rosters.
 
     Accounts and rosters are written before the server starts, so no roster
     can be in Prosody's cache yet.  The caller must ``info.server.stop()``.
     """
-    server = ProsodyServer(base_dir)
+    server = ProsodyServer(base_dir, global_options={"contact_info": CONTACT_INFO})
     rosters = {"alice": ALICE_ROSTER, "big": big_roster()}
     for domain, users in ACCOUNTS.items():
         for user, password in users.items():

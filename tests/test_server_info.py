@@ -37,6 +37,12 @@ async def test_prosody(prosody, service):
     assert info["software"]["version"].startswith("0.12")
     assert isinstance(info["pingMs"], (int, float))
     assert info["errors"] == {"disco": None, "version": None, "ping": None}
+    contacts = {kind: values for kind, values in info["contactAddresses"].items() if values}
+    assert contacts == {
+        "abuse-addresses": ["mailto:abuse@localhost", "xmpp:abuse@localhost"],
+        "admin-addresses": ["xmpp:admin@localhost"],
+    }
+    assert "http://jabber.org/network/serverinfo" in info["forms"]
 
 
 @pytest_twisted.ensureDeferred
