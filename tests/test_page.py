@@ -2,10 +2,15 @@
 Tests for the web page (GET / and GET /static/<name>): headers, the static
 files, no way out of the static folder, and a form per probe endpoint whose
 fields are those the OpenAPI document lists.
+
+The forms' fields are written once, in <template> field groups that app.js
+copies into each form; so the fields are checked on the page as headless
+Chromium renders it (its --dump-dom), served by a real local service.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -33,45 +38,87 @@ def static_text(name: str) -> str:
 
 
 class Page(HTMLParser):
-    """The parts of the page these tests look at."""
+    """
+    The parts of the page these tests look at.  What is inside a <template>
+    is not part of the page (app.js copies it in), so only its tags are kept.
+    """
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
 
     def __init__(self, text):
         super().__init__(convert_charrefs=True)
         self.forms = []
         self.labels = {}
+        self.texts = {}
         self.ids = []
         self.tags = []
+        self.templates = []
+        self.data_for = []
+        self._template = 0
+        self._form = None
         self._select = None
-        self._label = None
+        self._open = []
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
+        attrs = {k: "" if v is None else v for k, v in attrs}
         self.tags.append((tag, attrs))
+        if tag == "template":
+            self._template += 1
+            self.templates.append(attrs.get("id"))
+        if self._template:
+            return
         if "id" in attrs:
             self.ids.append(attrs["id"])
+        if "data-for" in attrs:
+            self.data_for.append((tag, attrs))
         if tag == "form":
-            self.forms.append({"attrs": attrs, "controls": []})
-        elif tag in ("input", "select", "textarea") and self.forms:
-            control = {"tag": tag, **attrs, "options": []}
-            self.forms[-1]["controls"].append(control)
+            self._form = {"attrs": attrs, "controls": [], "buttons": []}
+            self.forms.append(self._form)
+        elif tag in ("input", "select", "textarea") and self._form:
+            control = {"tag": tag, **attrs, "options": [], "selected": []}
+            self._form["controls"].append(control)
             if tag == "select":
                 self._select = control
+        elif tag == "button" and self._form:
+            self._form["buttons"].append(attrs)
         elif tag == "option" and self._select is not None:
             self._select["options"].append(attrs.get("value"))
-        elif tag == "label":
-            self._label = attrs.get("for")
-            self.labels[self._label] = ""
+            if "selected" in attrs:
+                self._select["selected"].append(attrs.get("value"))
+        if tag not in self.VOID:
+            key = ("label", attrs.get("for")) if tag == "label" else ("id", attrs.get("id"))
+            self._open.append((tag, key, []))
 
     def handle_endtag(self, tag):
-        if tag == "select":
+        if tag == "template":
+            self._template -= 1
+            return
+        if self._template:
+            return
+        if tag == "form":
+            self._form = None
+        elif tag == "select":
             self._select = None
-        elif tag == "label":
-            self._label = None
+        for i in range(len(self._open) - 1, -1, -1):
+            if self._open[i][0] == tag:
+                _, (kind, name), text = self._open.pop(i)
+                if name is not None:
+                    target = self.labels if kind == "label" else self.texts
+                    target[name] = " ".join("".join(text).split())
+                break
 
     def handle_data(self, data):
-        if self._label is not None:
-            self.labels[self._label] += data
+        if not self._template:
+            for _, _, text in self._open:
+                text.append(data)
+
+    def form(self, path):
+        """The form for the endpoint C{path}."""
+        for form in self.forms:
+            if "/" + form["attrs"]["data-endpoint"] == path:
+                return form
+        raise AssertionError("no form for " + path)
 
 
 class PageCase(SynchronousTestCase):
@@ -159,16 +206,11 @@ class ServingTests(PageCase):
 
 
 class PageContentTests(SynchronousTestCase):
+    """The page as served, before its script runs."""
+
     def setUp(self):
         self.text = static_text("index.html")
         self.page = Page(self.text)
-        self.schemas = Schemas(openapi.document())
-
-    def form(self, path):
-        for form in self.page.forms:
-            if "/" + form["attrs"]["data-endpoint"] == path:
-                return form
-        self.fail("no form for " + path)
 
     def test_every_endpoint(self):
         """One form per probe endpoint; links to the document and the health check."""
@@ -178,48 +220,27 @@ class PageContentTests(SynchronousTestCase):
         hrefs = {attrs.get("href") for tag, attrs in self.page.tags if tag == "a"}
         self.assertLessEqual({"api/openapi.json", "api/health"}, hrefs)
 
-    def test_fields(self):
-        """Each form has exactly the documented fields, with fitting inputs."""
-        for path in PROBES:
-            schema = self.schemas.request(path)
-            controls = {c["name"]: c for c in self.form(path)["controls"]}
-            self.assertEqual(set(controls), set(schema["properties"]), path)
-            for name, prop in schema["properties"].items():
-                prop = self.schemas.flat(prop)
-                control = controls[name]
-                where = (path, name)
-                self.assertEqual("required" in control, name in schema["required"], where)
-                if "enum" in prop:
-                    self.assertEqual(control["tag"], "select", where)
-                    choices = [o for o in control["options"] if o]
-                    self.assertEqual(choices, prop["enum"], where)
-                elif prop["type"] == "boolean":
-                    self.assertEqual(control["type"], "checkbox", where)
-                    self.assertEqual("checked" in control, prop["default"], where)
-                elif prop["type"] == "integer":
-                    self.assertEqual(control["type"], "number", where)
-                    self.assertEqual(int(control["min"]), prop["minimum"], where)
-                    self.assertEqual(int(control["max"]), prop["maximum"], where)
-                    self.assertEqual(int(control["placeholder"]), prop["default"], where)
-                elif name == "password":
-                    self.assertEqual(control["type"], "password", where)
-                elif name == "message":
-                    self.assertEqual(control["tag"], "textarea", where)
-                else:
-                    self.assertEqual(control["type"], "text", where)
+    def test_groups(self):
+        """Every field group a form names is a <template> on the page, and is used."""
+        named = set()
+        for form in self.page.forms:
+            named.update(filter(None, form["attrs"]["data-groups"].split(",")))
+        self.assertEqual(
+            {"group-" + name for name in named | {"actions"}}, set(self.page.templates)
+        )
+
+    def test_no_script_no_probe(self):
+        """Without the script (which builds the forms) only the notice shows."""
+        self.assertIn("<noscript>", self.text)
+        mains = [attrs for tag, attrs in self.page.tags if tag == "main"]
+        self.assertEqual(len(mains), 1)
+        self.assertIn("hidden", mains[0])
 
     def test_forms_post(self):
         """Forms never submit by GET (a password must never reach a URL)."""
         for form in self.page.forms:
             self.assertEqual(form["attrs"]["method"], "post")
         self.assertIn("form-action 'none'", openapi.CONTENT_SECURITY_POLICY)
-
-    def test_labels(self):
-        """Every control has a label; ids are unique."""
-        self.assertEqual(len(self.page.ids), len(set(self.page.ids)))
-        for form in self.page.forms:
-            for control in form["controls"]:
-                self.assertTrue(self.page.labels.get(control["id"], "").strip(), control["id"])
 
     def test_no_inline_code_or_external_resources(self):
         """Script and style come from static/; nothing inline, nothing from elsewhere."""
@@ -287,26 +308,30 @@ CHROMIUM_FLAGS = [
 ]
 
 
-class BrowserTests(SynchronousTestCase):
-    def test_loads_without_errors(self):
-        """Headless Chromium loads the page: its script runs, nothing is logged."""
-        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-        if chromium is None:
-            raise _missing("chromium is not installed")
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, env=env
-        )
-        self.addCleanup(server.stdout.close)
-        self.addCleanup(server.wait, 10)
-        self.addCleanup(server.kill)
+def _browse(fragment=""):
+    """
+    Serve the page on 127.0.0.1 and have headless Chromium load it (with
+    C{fragment}, such as C{"#login"}) and dump the DOM once its script ran.
+    """
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise _missing("chromium is not installed")
+    return _dump(chromium, fragment)
+
+
+@functools.cache
+def _dump(chromium, fragment):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
         line = server.stdout.readline()
-        self.assertTrue(line.strip().isdigit(), "the test server did not start: %r" % (line,))
-        port = int(line)
+        assert line.strip().isdigit(), "the test server did not start: %r" % (line,)
         with tempfile.TemporaryDirectory() as profile:
-            result = subprocess.run(
+            return subprocess.run(
                 [
                     chromium,
                     *CHROMIUM_FLAGS,
@@ -315,20 +340,127 @@ class BrowserTests(SynchronousTestCase):
                     "--v=0",
                     "--virtual-time-budget=5000",
                     "--dump-dom",
-                    "http://127.0.0.1:%d/" % (port,),
+                    "http://127.0.0.1:%d/%s" % (int(line), fragment),
                 ],
                 capture_output=True,
                 text=True,
                 timeout=120,
             )
-        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
-        dom = Page(result.stdout)
-        tablists = [attrs for tag, attrs in dom.tags if attrs.get("role") == "tablist"]
-        # The script shows the tabs once it has wired them up.
+    finally:
+        server.kill()
+        server.wait(10)
+        server.stdout.close()
+
+
+class BrowserTests(SynchronousTestCase):
+    """The page as headless Chromium renders it: after app.js built the forms."""
+
+    def setUp(self):
+        self.result = _browse()
+        self.assertEqual(self.result.returncode, 0, self.result.stderr[-2000:])
+        self.dom = Page(self.result.stdout)
+        self.schemas = Schemas(openapi.document())
+
+    def test_loads_without_errors(self):
+        """The script runs and shows the page; nothing is logged."""
+        mains = [attrs for tag, attrs in self.dom.tags if tag == "main"]
+        self.assertEqual(len(mains), 1)
+        self.assertNotIn("hidden", mains[0], self.result.stderr[-2000:])
+        tablists = [attrs for tag, attrs in self.dom.tags if attrs.get("role") == "tablist"]
         self.assertEqual(len(tablists), 1)
-        self.assertNotIn("hidden", tablists[0], result.stderr[-2000:])
-        console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+        self.assertNotIn("hidden", tablists[0])
+        console = [line for line in self.result.stderr.splitlines() if ":CONSOLE" in line]
         self.assertEqual(console, [])
+
+    def test_fields(self):
+        """Each form has exactly the documented fields, with fitting inputs and limits."""
+        for path in PROBES:
+            schema = self.schemas.request(path)
+            form = self.dom.form(path)
+            names = [c["name"] for c in form["controls"]]
+            self.assertEqual(sorted(names), sorted(schema["properties"]), path)
+            controls = {c["name"]: c for c in form["controls"]}
+            for name, prop in schema["properties"].items():
+                prop = self.schemas.flat(prop)
+                control = controls[name]
+                where = (path, name)
+                required = name in schema["required"]
+                self.assertEqual("required" in control, required, where)
+                self.assertEqual("(required)" in self.dom.labels[control["id"]], required, where)
+                if "enum" in prop:
+                    self.assertEqual(control["tag"], "select", where)
+                    choices = [o for o in control["options"] if o]
+                    self.assertEqual(choices, prop["enum"], where)
+                    if "" not in control["options"]:
+                        # No "default" choice: the documented default is chosen.
+                        chosen = (control["selected"] or control["options"])[0]
+                        self.assertEqual(chosen, prop["default"], where)
+                elif prop["type"] == "boolean":
+                    self.assertEqual(control["type"], "checkbox", where)
+                    self.assertEqual("checked" in control, prop["default"], where)
+                elif prop["type"] == "integer":
+                    self.assertEqual(control["type"], "number", where)
+                    self.assertEqual(int(control["min"]), prop["minimum"], where)
+                    self.assertEqual(int(control["max"]), prop["maximum"], where)
+                    self.assertEqual(int(control["placeholder"]), prop["default"], where)
+                    help_text = self.dom.texts[control["aria-describedby"]]
+                    limits = "%(minimum)d–%(maximum)d, default %(default)d" % prop
+                    self.assertIn(limits, help_text, where)
+                else:
+                    if name == "password":
+                        self.assertEqual(control["type"], "password", where)
+                    elif name == "message":
+                        self.assertEqual(control["tag"], "textarea", where)
+                    else:
+                        self.assertEqual(control["type"], "text", where)
+                    if "maxLength" in prop:
+                        self.assertEqual(int(control["maxlength"]), prop["maxLength"], where)
+                    if "default" in prop:
+                        self.assertEqual(control["placeholder"], prop["default"], where)
+
+    def test_labels(self):
+        """
+        Ids are unique; every control has a label, and a help text it points
+        at (a checkbox's label says it all); each names the JSON field.
+        """
+        self.assertEqual(len(self.dom.ids), len(set(self.dom.ids)))
+        ids = set(self.dom.ids)
+        for form in self.dom.forms:
+            prefix = form["attrs"]["id"].removeprefix("form-") + "-"
+            for control in form["controls"]:
+                where = control["id"]
+                self.assertTrue(where.startswith(prefix), where)
+                label = self.dom.labels.get(where, "")
+                self.assertTrue(label, where)
+                if control.get("type") == "checkbox":
+                    self.assertNotIn("aria-describedby", control, where)
+                    self.assertIn(control["name"], label, where)
+                    continue
+                help_id = control["aria-describedby"]
+                self.assertIn(help_id, ids, where)
+                self.assertTrue(self.dom.texts[help_id].startswith(control["name"] + " — "), where)
+
+    def test_buttons(self):
+        """Each form ends with its Run button; Cancel shows only while a probe runs."""
+        for form in self.dom.forms:
+            where = form["attrs"]["id"]
+            kinds = [(b["type"], b["class"], "hidden" in b) for b in form["buttons"]]
+            self.assertEqual(kinds, [("submit", "run", False), ("button", "cancel", True)], where)
+        # Parts meant for other forms are gone; those kept lose the mark.
+        self.assertEqual(self.dom.data_for, [])
+
+    def test_tabs(self):
+        """The first tab is open; the URL's fragment (/#login) opens another."""
+        for fragment, name in (("", "connect"), ("#login", "login"), ("#s2s", "s2s")):
+            result = _browse(fragment)
+            self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+            dom = Page(result.stdout)
+            tabs = {a["id"]: a for tag, a in dom.tags if a.get("role") == "tab"}
+            self.assertEqual(len(tabs), len(PROBES))
+            selected = [i for i, a in tabs.items() if a["aria-selected"] == "true"]
+            self.assertEqual(selected, ["tab-" + name], fragment)
+            shown = [f["attrs"]["id"] for f in dom.forms if "hidden" not in f["attrs"]]
+            self.assertEqual(shown, ["form-" + name], fragment)
 
 
 def _missing(reason):

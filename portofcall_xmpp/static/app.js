@@ -1,4 +1,5 @@
-// The probe page: one form per endpoint; Run POSTs the form as JSON to the
+// The probe page: one form per endpoint, its fields copied in from the
+// page's <template> field groups; Run POSTs the form as JSON to the
 // same origin and shows the answer.  Everything the server sends is shown
 // with textContent (never as markup).  Nothing is stored: the password lives
 // in its input and in the request body only.
@@ -15,6 +16,7 @@
   const TRIMMED = new Set(["host", "domain", "recipient"]);
   const ROSTER_ROWS = 2000;
 
+  const main = document.querySelector("main");
   const forms = Array.from(document.querySelectorAll("form.probe"));
   const tabs = Array.from(document.querySelectorAll("[role=tab]"));
   const summary = document.getElementById("summary");
@@ -64,7 +66,53 @@
     return dl;
   }
 
-  // -- tabs
+  // -- the fields
+
+  function formName(form) {
+    return form.id.replace(/^form-/, "");
+  }
+
+  // Copies the groups the form names (data-groups="server,account,options")
+  // from <template id="group-NAME">, then the Run/Cancel buttons.  Ids are
+  // prefixed with the form's name ("login-host"), and so are the labels' for
+  // and the aria-describedby that point at them.  An element with data-for
+  // ("s2s", "account") is kept only if it names the form or one of its
+  // groups.  data-FIELD-default on the form sets that number field's default.
+  function buildForm(form) {
+    const name = formName(form);
+    const groups = (form.dataset.groups || "").split(",").filter(Boolean);
+    const wanted = new Set([name, ...groups]);
+    const prefix = (ids) => ids.split(/\s+/).map((id) => name + "-" + id).join(" ");
+    for (const group of [...groups, "actions"]) {
+      const part = document.getElementById("group-" + group).content.cloneNode(true);
+      for (const node of part.querySelectorAll("[data-for]")) {
+        if (node.dataset.for.split(/\s+/).some((w) => wanted.has(w))) {
+          node.removeAttribute("data-for");
+        } else {
+          node.remove();
+        }
+      }
+      for (const node of part.querySelectorAll("[id]")) node.id = prefix(node.id);
+      for (const node of part.querySelectorAll("label[for]")) node.htmlFor = prefix(node.htmlFor);
+      for (const node of part.querySelectorAll("[aria-describedby]")) {
+        node.setAttribute("aria-describedby", prefix(node.getAttribute("aria-describedby")));
+      }
+      form.appendChild(part);
+    }
+    for (const control of form.querySelectorAll("input[type=number]")) {
+      const value = form.dataset[control.name + "Default"];
+      if (value === undefined) continue;
+      control.placeholder = value;
+      const help = document.getElementById(control.getAttribute("aria-describedby"));
+      help.querySelector(".default").textContent = value;
+    }
+  }
+
+  // -- tabs (the URL's fragment names the open one: /#login)
+
+  function tabOf(hash) {
+    return tabs.find((t) => "#" + t.id.replace(/^tab-/, "") === hash) || null;
+  }
 
   function select(tab, focus) {
     for (const t of tabs) {
@@ -76,10 +124,19 @@
     if (focus) tab.focus();
   }
 
+  function choose(tab, focus) {
+    select(tab, focus);
+    history.replaceState(null, "", "#" + tab.id.replace(/^tab-/, ""));
+  }
+
   function setupTabs() {
-    const list = document.querySelector("[role=tablist]");
+    select(tabOf(location.hash) || tabs[0], false);
+    window.addEventListener("hashchange", () => {
+      const tab = tabOf(location.hash);
+      if (tab) select(tab, false);
+    });
     for (const tab of tabs) {
-      tab.addEventListener("click", () => select(tab, false));
+      tab.addEventListener("click", () => choose(tab, false));
       tab.addEventListener("keydown", (event) => {
         const i = tabs.indexOf(tab);
         let next = null;
@@ -89,11 +146,10 @@
         else if (event.key === "End") next = tabs[tabs.length - 1];
         if (next) {
           event.preventDefault();
-          select(next, true);
+          choose(next, true);
         }
       });
     }
-    list.hidden = false;
   }
 
   // -- shared fields
@@ -472,6 +528,7 @@
 
   // -- wiring
 
+  for (const form of forms) buildForm(form);
   setupTabs();
   for (const form of forms) {
     form.addEventListener("submit", (event) => {
@@ -484,4 +541,5 @@
       if (controller) controller.abort();
     });
   }
+  main.hidden = false;
 })();
