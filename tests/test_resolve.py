@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+from dns_fakes import UDPMemoryReactor, last_query
 from twisted.internet import defer
 from twisted.internet._resolver import GAIResolver
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -421,51 +422,9 @@ class DNSServerResolverTests(SynchronousTestCase):
 # DNSServerResolver with the real twisted.names client over a fake UDP reactor
 
 
-class FakeUDPPort:
-    def __init__(self, protocol):
-        self.protocol = protocol
-        self.written = []
-        self.listening = True
-
-    def write(self, data, addr=None):
-        self.written.append((data, addr))
-
-    def stopListening(self):
-        assert self.listening, "stopped twice"
-        self.listening = False
-        self.protocol.doStop()
-
-    def getHost(self):
-        return IPv4Address("UDP", "0.0.0.0", 40000)
-
-
-class UDPMemoryReactor(MemoryReactorClock):
-    """MemoryReactorClock with a fake listenUDP, for twisted.names' client."""
-
-    def __init__(self):
-        super().__init__()
-        self.udp = []
-
-    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
-        udp = FakeUDPPort(protocol)
-        protocol.makeConnection(udp)
-        self.udp.append(udp)
-        return udp
-
-    def listening(self):
-        return [port for port in self.udp if port.listening]
-
-
-def query_of(port):
-    data, addr = port.written[-1]
-    message = dns.Message()
-    message.fromStr(data)
-    return message, addr
-
-
 def reply(port, answers=(), rcode=dns.OK):
     """Answer the last query written on C{port}."""
-    query, addr = query_of(port)
+    query, addr = last_query(port)
     response = dns.Message(id=query.id, answer=1, rCode=rcode)
     response.queries = query.queries
     response.answers = list(answers)
@@ -473,7 +432,7 @@ def reply(port, answers=(), rcode=dns.OK):
 
 
 def port_for(reactor, record_type):
-    [port] = [p for p in reactor.listening() if query_of(p)[0].queries[0].type == record_type]
+    [port] = [p for p in reactor.listening() if last_query(p)[0].queries[0].type == record_type]
     return port
 
 
@@ -487,7 +446,7 @@ class DNSServerResolverUDPTests(SynchronousTestCase):
         d = self.resolver.resolve("xmpp.example")
         self.assertEqual(len(self.reactor.listening()), 2)
         a_port = port_for(self.reactor, dns.A)
-        query, addr = query_of(a_port)
+        query, addr = last_query(a_port)
         self.assertEqual(addr, ("192.0.2.53", 5353))
         self.assertEqual(query.queries[0].name, dns.Name("xmpp.example"))
         reply(a_port, [cname("xmpp.example", "host.example"), a("host.example", "192.0.2.1")])
@@ -565,7 +524,7 @@ class DNSServerResolverUDPTests(SynchronousTestCase):
         reactor.listenUDP = listenUDP
         d = DNSServerResolver(reactor, "2001:db8::53", 53).resolve("x.example")
         self.assertEqual(interfaces, ["::", "::"])
-        self.assertEqual(query_of(reactor.udp[0])[1], ("2001:db8::53", 53))
+        self.assertEqual(last_query(reactor.udp[0])[1], ("2001:db8::53", 53))
         d.cancel()
         self.failureResultOf(d, CancelledError)
         self.assertEqual(reactor.getDelayedCalls(), [])

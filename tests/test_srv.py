@@ -11,12 +11,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest_twisted
+from dns_fakes import UDPMemoryReactor, last_query
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.names import dns
 from twisted.names import error as dns_error
 from twisted.names.server import DNSServerFactory
@@ -732,49 +733,6 @@ class DNSSRVResolverTests(SynchronousTestCase):
 # make_srv_resolver: the real twisted.names client over a fake reactor
 
 
-class FakeUDPPort:
-    def __init__(self, protocol, interface):
-        self.protocol = protocol
-        self.interface = interface
-        self.written = []
-        self.listening = True
-
-    def write(self, data, addr=None):
-        self.written.append((data, addr))
-
-    def stopListening(self):
-        assert self.listening, "stopped twice"
-        self.listening = False
-        self.protocol.doStop()
-
-    def getHost(self):
-        return IPv4Address("UDP", "0.0.0.0", 40000)
-
-
-class NetReactor(MemoryReactorClock):
-    """MemoryReactorClock with a fake listenUDP (connectTCP is MemoryReactor's)."""
-
-    def __init__(self):
-        super().__init__()
-        self.udp = []
-
-    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
-        udp = FakeUDPPort(protocol, interface)
-        protocol.makeConnection(udp)
-        self.udp.append(udp)
-        return udp
-
-    def listening(self):
-        return [port for port in self.udp if port.listening]
-
-
-def last_query(port):
-    data, addr = port.written[-1]
-    message = dns.Message()
-    message.fromStr(data)
-    return message, addr
-
-
 def response_to(query, answers=(), rcode=dns.OK, trunc=False):
     response = dns.Message(id=query.id, answer=1, rCode=rcode, trunc=trunc)
     response.queries = query.queries
@@ -810,7 +768,7 @@ NAME = "_xmpp-client._tcp.example.com"
 
 class MakeSRVResolverTests(SynchronousTestCase):
     def setUp(self):
-        self.reactor = NetReactor()
+        self.reactor = UDPMemoryReactor()
         self.resolver = make_srv_resolver(self.reactor, ("192.0.2.53", 5353), timeout=(1, 3))
 
     def assertNothingLeft(self):
@@ -980,7 +938,7 @@ class ResolvConfTests(SynchronousTestCase):
 
     def test_system_resolver_asks_resolv_conf(self):
         """Without --dns-server, questions go to resolv.conf's first name server."""
-        reactor = NetReactor()
+        reactor = UDPMemoryReactor()
         path = self.write("nameserver 192.0.2.7\nnameserver 192.0.2.8\n")
         resolver = make_srv_resolver(reactor, None, resolv_conf=path)
         d = resolver.lookup_srv(NAME)
