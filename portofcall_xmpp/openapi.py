@@ -140,6 +140,26 @@ def _object(properties: dict, required=(), description: str | None = None) -> di
 
 def _request_schemas() -> dict:
     part = validate.MAX_PART_BYTES
+    # The fields of a stream probe without credentials (/connect, /s2s).
+    port = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 65535,
+        "default": validate.DEFAULT_PORT,
+        "description": "TCP port.",
+    }
+    stream_fields = {
+        "host": _schema("Host"),
+        "port": _schema("Port"),
+        "domain": _schema("Domain"),
+        "timeout": _timeout(validate.CONNECT_TIMEOUT),
+        "tls": _tls_mode(
+            validate.CONNECT_TLS_MODES,
+            "`auto`: negotiate STARTTLS when offered and report on it; `none`: "
+            "plaintext features only; `direct`: TLS from the first byte (XEP-0368).",
+        ),
+        "transcript": _schema("TranscriptFlag"),
+    }
     return {
         "Host": {
             "type": "string",
@@ -150,13 +170,7 @@ def _request_schemas() -> dict:
             % (validate.MAX_DNS_NAME,),
             "examples": ["xmpp.example.org"],
         },
-        "Port": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 65535,
-            "default": validate.DEFAULT_PORT,
-            "description": "TCP port.",
-        },
+        "Port": port,
         "Domain": {
             "type": "string",
             "minLength": 1,
@@ -170,21 +184,7 @@ def _request_schemas() -> dict:
             "description": "Add `transcript`: every element in both directions, with SASL "
             "payloads shown as `[redacted]`.",
         },
-        "ConnectRequest": _object(
-            {
-                "host": _schema("Host"),
-                "port": _schema("Port"),
-                "domain": _schema("Domain"),
-                "timeout": _timeout(validate.CONNECT_TIMEOUT),
-                "tls": _tls_mode(
-                    validate.CONNECT_TLS_MODES,
-                    "`auto`: negotiate STARTTLS when offered and report on it; `none`: "
-                    "plaintext features only; `direct`: TLS from the first byte (XEP-0368).",
-                ),
-                "transcript": _schema("TranscriptFlag"),
-            },
-            required=["host"],
-        ),
+        "ConnectRequest": _object(stream_fields, required=["host"]),
         "SRVRequest": _object(
             {
                 "domain": {
@@ -200,28 +200,18 @@ def _request_schemas() -> dict:
         ),
         "S2SRequest": _object(
             {
-                "host": _schema("Host"),
+                **stream_fields,
                 "port": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": 65535,
+                    **port,
                     "default": validate.S2S_PORT,
                     "description": "TCP port (server-to-server).",
                 },
-                "domain": _schema("Domain"),
                 "from": {
                     "type": "string",
                     "minLength": 1,
                     "description": "Our server's domain for the stream's `from` (a JID "
                     "domainpart); omitted when not given.",
                 },
-                "timeout": _timeout(validate.CONNECT_TIMEOUT),
-                "tls": _tls_mode(
-                    validate.CONNECT_TLS_MODES,
-                    "`auto`: negotiate STARTTLS when offered and report on it; `none`: "
-                    "plaintext features only; `direct`: TLS from the first byte (XEP-0368).",
-                ),
-                "transcript": _schema("TranscriptFlag"),
             },
             required=["host"],
         ),

@@ -627,12 +627,17 @@ def _optional_domain(body: dict, host: str) -> str:
     return check_domain(value)
 
 
-def _username(value) -> str:
-    text = _string(value, "username")
+def _jid_part(value, name: str, check, what: str) -> str:
+    """Field C{name} checked by C{check}; a 400 saying it must be a valid C{what}."""
+    text = _string(value, name)
     try:
-        return _localpart(text)
+        return check(text)
     except _Invalid as e:
-        raise RequestError(400, f"username must be a valid JID localpart ({e})") from None
+        raise RequestError(400, f"{name} must be a valid {what} ({e})") from None
+
+
+def _username(value) -> str:
+    return _jid_part(value, "username", _localpart, "JID localpart")
 
 
 def _password(value) -> str:
@@ -654,11 +659,7 @@ def _resource(body: dict) -> str:
     value = body.get("resource")
     if value is None:
         return DEFAULT_RESOURCE
-    text = _string(value, "resource")
-    try:
-        return _resourcepart(text)
-    except _Invalid as e:
-        raise RequestError(400, f"resource must be a valid JID resourcepart ({e})") from None
+    return _jid_part(value, "resource", _resourcepart, "JID resourcepart")
 
 
 def _recipient(value) -> str:
