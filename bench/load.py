@@ -5,7 +5,7 @@ Load benchmark: the service against a minimal raw-socket client, same run.
 Both sides log in with SASL PLAIN (so the comparison is of the same
 exchange; SCRAM costs are measured by bench/scram_latency.py).
 
-It starts a real Prosody (tests/prosody.py) and the service (`twist
+It starts a real Prosody (tests/support/prosody.py) and the service (`twist
 portofcall-xmpp --allow-private`) on loopback, then for /connect and /login
 at 1, 100 and 1000 concurrent requests measures:
 
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from prosody import ACCOUNTS, DOMAIN, ProsodyServer  # noqa: E402
 

@@ -117,8 +117,17 @@ class RequestError(Exception):
         return self.message
 
 
-class DestinationBlocked(RequestError):
-    """The destination is not allowed by the service's policy (HTTP 403)."""
+class DestinationBlocked(Exception):
+    """
+    The destination is not allowed by the service's policy.
+
+    Not a L{ProbeError}: the probe never started.  Only the web layer decides
+    what that means over HTTP (403 with C{blocked: true}).
+    """
 
     def __init__(self, message):
-        super().__init__(403, message, extra={"blocked": True})
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self):
+        return self.message

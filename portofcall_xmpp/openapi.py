@@ -4,7 +4,7 @@ runs the probes (SPEC §7: C{GET /api/openapi.json} and C{GET /}).
 
 The request schemas are built from the constants L{validate} enforces
 (defaults, ranges, enumerations), so the two cannot drift apart silently;
-C{tests/test_openapi.py} checks the rest against the code (the fields each
+C{tests/http/test_openapi.py} checks the rest against the code (the fields each
 endpoint reads, the routes of L{portofcall_xmpp.web.Api}).
 """
 

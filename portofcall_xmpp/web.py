@@ -18,7 +18,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from . import __version__, flows, openapi, validate
-from .errors import RequestError
+from .errors import DestinationBlocked, RequestError
 
 MAX_BODY_BYTES = 64 * 1024
 RETRY_AFTER_SECONDS = 1
@@ -362,6 +362,9 @@ class Api:
             body = {"success": False, "error": e.message, **e.extra}
             headers = e.headers
             outcome = "refused %d" % (status,)
+        except DestinationBlocked as e:
+            status, body = 403, {"success": False, "error": e.message, "blocked": True}
+            outcome = "refused 403"
         except flows.Failed as f:
             status, body = 200, failure_json(f, _auth_of(req), endpoint.auth)
             outcome = "failed %s" % (f.error.error_type,)

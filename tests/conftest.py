@@ -9,16 +9,24 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from prosody import ProsodyInfo, find_prosody, find_prosodyctl, start_seeded_server
-except ModuleNotFoundError as exc:  # --import-mode=importlib, or tests/ became a package
-    if exc.name != "prosody":
-        raise
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from prosody import ProsodyInfo, find_prosody, find_prosodyctl, start_seeded_server
+# Tests are laid out by one rule: unit/ (one module each, fakes and a Clock),
+# http/ (one endpoint each, StubTreq and a real port), servers/ (real Prosody
+# and ejabberd), hostile/ (misbehaving servers and leaks on loopback); what
+# they share lives in support/, importable by its bare module name.
+_HERE = Path(__file__).resolve().parent
+for _path in (_HERE / "support", _HERE):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from prosody import (  # noqa: E402
+    ProsodyInfo,
+    find_prosody,
+    find_prosodyctl,
+    start_seeded_server,
+)
 
 # --------------------------------------------------------------------------
-# A real Prosody (see tests/prosody.py)
+# A real Prosody (see tests/support/prosody.py)
 
 
 @pytest.fixture(scope="session")
@@ -109,18 +117,13 @@ def strict_service():
 
 
 # --------------------------------------------------------------------------
-# A real ejabberd (see tests/ejabberd.py)
+# A real ejabberd (see tests/support/ejabberd.py)
 
 
 def _ejabberd_module():
-    """tests/ejabberd.py, imported lazily (the fixture below is also named ejabberd)."""
-    try:
-        import ejabberd as module
-    except ModuleNotFoundError as exc:  # --import-mode=importlib
-        if exc.name != "ejabberd":
-            raise
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import ejabberd as module
+    """tests/support/ejabberd.py, imported lazily (the fixture below is also named ejabberd)."""
+    import ejabberd as module
+
     return module
 
 
@@ -157,7 +160,7 @@ def ejabberd(ejabberd_installed, tmp_path_factory: pytest.TempPathFactory):
 
 
 # --------------------------------------------------------------------------
-# A real Prosody with TLS (tests/prosody.py, certificates from tests/certs.py)
+# A real Prosody with TLS (tests/support/prosody.py, certificates from tests/support/certs.py)
 
 
 class ProsodyTLS:

@@ -1,6 +1,6 @@
 """
 POST /api/xmpp/srv over HTTP, with the service started with --dns-server
-pointing at a real DNS server on loopback (tests/dns_server.py); and a
+pointing at a real DNS server on loopback (tests/support/dns_server.py); and a
 /connect probe of a name that this DNS server resolves to the test Prosody.
 """
 

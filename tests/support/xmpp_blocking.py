@@ -1,5 +1,5 @@
 """A tiny blocking XMPP client over a plain socket, for checking the test
-servers themselves (tests/test_prosody_fixture.py, tests/test_ejabberd_fixture.py)
+servers themselves (tests/servers/test_prosody_fixture.py, tests/servers/test_ejabberd_fixture.py)
 without going through the service under test.
 
 Just enough XMPP: stream header and features, SASL PLAIN, bind, stanzas,

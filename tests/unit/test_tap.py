@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from portofcall_xmpp import tap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def temp_file(testcase, content):

@@ -16,11 +16,6 @@ from pathlib import Path
 
 import pytest
 
-try:
-    import xmpp_blocking  # noqa: F401 - is tests/ on sys.path?
-except ModuleNotFoundError:  # importlib import mode: conftest put tests/ on sys.path late
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from ejabberd import EjabberdServer, find_ejabberd, patch_ejabberdctl, yaml_dump
 from xmpp_blocking import (
     BIND_NS,

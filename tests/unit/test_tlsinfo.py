@@ -3,7 +3,7 @@ Tests for L{portofcall_xmpp.tlsinfo}.
 
 Real TLS handshakes, in memory: a client C{OpenSSL.SSL.Connection} made by
 L{client_context}'s creator and a server one loaded with the test
-certificates (tests/certs.py) exchange bytes through their memory BIOs until
+certificates (tests/support/certs.py) exchange bytes through their memory BIOs until
 both have finished.  No sockets, no reactor.  The last tests run the same
 creator through Twisted (C{startTLS} and C{wrapClientTLS}) over iosim's
 in-memory pump.

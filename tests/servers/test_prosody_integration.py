@@ -1,6 +1,6 @@
 """
 End to end: HTTP requests through treq to the service on a real listening
-port, probing a real Prosody that the tests started (tests/prosody.py).
+port, probing a real Prosody that the tests started (tests/support/prosody.py).
 """
 
 import base64

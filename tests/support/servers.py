@@ -1,4 +1,4 @@
-"""What the real-server test fixtures share (tests/prosody.py, tests/ejabberd.py).
+"""What the real-server test fixtures share (tests/support/prosody.py, tests/support/ejabberd.py).
 
 Free loopback ports, atomic writes, log reading, a clean environment, finding
 a binary, starting a server in its own process group (with ``setpriv
@@ -447,7 +447,7 @@ class ServerProcess:
 
 
 # --------------------------------------------------------------------------
-# Seeded servers: accounts, and the demo mode of ``python tests/<server>.py``
+# Seeded servers: accounts, and the demo mode of ``python tests/support/<server>.py``
 
 
 @dataclass(frozen=True)

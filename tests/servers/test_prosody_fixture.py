@@ -13,11 +13,6 @@ from pathlib import Path
 
 import pytest
 
-try:
-    import xmpp_blocking  # noqa: F401 - is tests/ on sys.path?
-except ModuleNotFoundError:  # importlib import mode: conftest put tests/ on sys.path late
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from prosody import lua_string
 from xmpp_blocking import BlockingClient, mechanisms, normalised_roster
 

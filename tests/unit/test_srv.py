@@ -39,13 +39,7 @@ from portofcall_xmpp.srv import (
     to_json,
 )
 
-try:
-    from dns_server import start_dns_server
-except ModuleNotFoundError as exc:  # --import-mode=importlib, or trial
-    if exc.name != "dns_server":
-        raise
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from dns_server import start_dns_server
+from dns_server import start_dns_server
 
 NAMES = {
     "xmpp-client": "_xmpp-client._tcp.example.com",

@@ -1,7 +1,7 @@
 """
 End to end against a real ejabberd 23.01: HTTP requests through treq to the
 service on a real listening port, probing ejabberd servers the tests started
-(tests/ejabberd.py) -- /connect and the auth endpoints (/login, /roster,
+(tests/support/ejabberd.py) -- /connect and the auth endpoints (/login, /roster,
 /message).
 
 Three servers:
@@ -11,7 +11,7 @@ Three servers:
 * ``ejabberd_scram`` (below): passwords stored as SCRAM (``auth_scram_hash``
   left at its default, sha): ejabberd offers PLAIN and SCRAM-SHA-1 only.
 * ``ejabberd_tls`` (below): a certificate from the test CA
-  (tests/certs.py); optional STARTTLS on ``port`` (TLS 1.3, as negotiated by
+  (tests/support/certs.py); optional STARTTLS on ``port`` (TLS 1.3, as negotiated by
   default) and direct TLS (XEP-0368) on ``direct_port``, restricted to TLS 1.2
   so that ``tls-unique`` exists there.
 
