@@ -10,12 +10,9 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
-
 from ejabberd import EjabberdServer, find_ejabberd, patch_ejabberdctl, yaml_dump
 from xmpp_blocking import (
     BIND_NS,

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
 from prosody import lua_string
 from xmpp_blocking import BlockingClient, mechanisms, normalised_roster
 

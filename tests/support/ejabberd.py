@@ -263,7 +263,7 @@ def _without_root_warning(text: str) -> str:
 
 _FOREGROUND_LINE = '        exec_erl "$ERLANG_NODE" $EJABBERD_OPTS -noinput\n'
 _FOREGROUND_EXEC = (
-    "        # tests/support/ejabberd.py: exec, so beam.smp replaces this shell (pdeathsig, signals)\n"
+    "        # ejabberd.py: exec, so beam.smp replaces this shell (pdeathsig, signals)\n"
     '        exec "$ERL" ${S:--}name "$ERLANG_NODE" $ERLANG_OPTS $EJABBERD_OPTS -noinput\n'
 )
 

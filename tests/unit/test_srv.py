@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 import shutil
 import struct
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pytest_twisted
 from dns_fakes import UDPMemoryReactor, last_query
+from dns_server import start_dns_server
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
@@ -38,8 +38,6 @@ from portofcall_xmpp.srv import (
     read_resolv_conf,
     to_json,
 )
-
-from dns_server import start_dns_server
 
 NAMES = {
     "xmpp-client": "_xmpp-client._tcp.example.com",
