@@ -173,6 +173,11 @@ class Slots:
         self._queue.append(d)
         return d
 
+    def cancel_waiting(self) -> None:
+        """Cancel every acquire still queued."""
+        while self._queue:
+            self._queue[0].cancel()
+
     def release(self) -> None:
         """Give a slot back: to the first in the queue, if any."""
         if self._queue:
@@ -912,6 +917,8 @@ class Lookups:
 
     def close(self) -> None:
         """Stop every lookup still running and close the request's socket."""
+        # The lookups waiting their turn first: none may start as another stops.
+        self._slots.cancel_waiting()
         for running in [*self._running.values(), *self._srv_running]:
             running.cancel()
         self._resolver.close()

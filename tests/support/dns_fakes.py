@@ -2,7 +2,8 @@
 Fakes for the DNS tests: a fake UDP side for twisted.names' client, on a
 MemoryReactorClock (tests read the queries it wrote and play the DNS
 server's answers); L{Pending}, the base of fake resolvers whose answers a
-test fires; L{scratch_path} for resolv.conf files.
+test fires; L{FakeThreads}, a thread pool whose work the test ends;
+L{scratch_path} for resolv.conf files.
 """
 
 import shutil
@@ -99,3 +100,31 @@ class Pending:
 
     def outstanding(self):
         return [key for key, ds in self.deferreds.items() for d in ds if not d.called]
+
+
+class FakeThreads:
+    """
+    run_in_thread for tests: records each piece of work; the test ends it
+    (as its thread would) with finish().
+    """
+
+    def __init__(self):
+        self.work = []  # [(f, Deferred)]
+
+    def __call__(self, f):
+        d = Deferred()
+        self.work.append((f, d))
+        return d
+
+    def running(self):
+        return [d for _f, d in self.work if not d.called]
+
+    def finish(self, index=0):
+        """Run the index-th unfinished piece of work and hand back its outcome."""
+        f, d = [(f, d) for f, d in self.work if not d.called][index]
+        try:
+            result = f()
+        except Exception:
+            d.errback(Failure())
+        else:
+            d.callback(result)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from dns_fakes import Pending, UDPMemoryReactor, last_query, scratch_path
+from dns_fakes import FakeThreads, Pending, UDPMemoryReactor, last_query, scratch_path
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
@@ -22,6 +22,7 @@ from portofcall_xmpp.resolve import (
     MAX_CNAME_HOPS,
     Budget,
     DNSServerResolver,
+    Lookups,
     Slots,
     SRVLookupFailed,
     SRVNameNotFound,
@@ -34,34 +35,6 @@ from portofcall_xmpp.resolve import (
 
 # ---------------------------------------------------------------------------
 # Fakes
-
-
-class FakeThreads:
-    """
-    run_in_thread for tests: records each piece of work; the test ends it
-    (as its thread would) with finish().
-    """
-
-    def __init__(self):
-        self.work = []  # [(f, Deferred)]
-
-    def __call__(self, f):
-        d = Deferred()
-        self.work.append((f, d))
-        return d
-
-    def running(self):
-        return [d for _f, d in self.work if not d.called]
-
-    def finish(self, index=0):
-        """Run the index-th unfinished piece of work and hand back its outcome."""
-        f, d = [(f, d) for f, d in self.work if not d.called][index]
-        try:
-            result = f()
-        except Exception:
-            d.errback(Failure())
-        else:
-            d.callback(result)
 
 
 class FakeGetaddrinfo:
@@ -977,3 +950,154 @@ class ResolvConfTests(SynchronousTestCase):
         udp_reply(port, [])
         self.assertEqual(self.successResultOf(d), [])
         self.assertEqual(reactor.getDelayedCalls(), [])
+
+
+# ---------------------------------------------------------------------------
+# Lookups: the bounds of one request
+
+
+class FakeResolver(Pending):
+    """Addresses and SRV records the test fires; records the budget it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.budgets = []
+
+    def resolve(self, host, budget=None):
+        self.budgets.append(budget)
+        return self.new(host)
+
+    def lookup_srv(self, name, budget=None):
+        self.budgets.append(budget)
+        return self.new(name)
+
+
+class LookupsTests(SynchronousTestCase):
+    def setUp(self):
+        self.fake = FakeResolver()
+        self.lookups = Lookups(self.fake, self.fake, concurrent=2, hosts=3, questions=10)
+
+    def test_per_request_concurrency(self):
+        """At most `concurrent` address lookups of one request run at once; the others
+        wait their turn (without a slot of the service's), in order."""
+        waits = [self.lookups.addresses(f"h{i}.example") for i in range(3)]
+        self.assertEqual(self.fake.calls, ["h0.example", "h1.example"])
+        self.fake.fire("h1.example", ["192.0.2.1"])
+        self.assertEqual(self.fake.calls, ["h0.example", "h1.example", "h2.example"])
+        self.assertEqual(self.successResultOf(waits[1]), ["192.0.2.1"])
+        self.fake.fire("h0.example", DNSError("DNS lookup failed for h0.example: nope"))
+        self.fake.fire("h2.example", ["2001:db8::1", "192.0.2.2"])
+        self.failureResultOf(waits[0], DNSError)
+        self.assertEqual(self.successResultOf(waits[2]), ["192.0.2.2", "2001:db8::1"])
+
+    def test_each_host_once(self):
+        """A host asked twice is resolved once; each caller gets the outcome, also later."""
+        first = self.lookups.addresses("x.example")
+        second = self.lookups.addresses("x.example")
+        self.fake.fire("x.example", ["192.0.2.1"])
+        third = self.lookups.addresses("x.example")
+        for d in (first, second, third):
+            self.assertEqual(self.successResultOf(d), ["192.0.2.1"])
+        self.assertEqual(self.fake.calls, ["x.example"])
+
+    def test_host_cap(self):
+        """Past `hosts` distinct hosts, a new one fails at once, unresolved; hosts already
+        asked still answer."""
+        waits = [self.lookups.addresses(f"h{i}.example") for i in range(3)]
+        f = self.failureResultOf(self.lookups.addresses("h3.example"), DNSError)
+        self.assertEqual(
+            str(f.value),
+            "DNS lookup failed for h3.example: not resolved: more than 3 hosts in one request",
+        )
+        self.assertNotIn("h3.example", self.fake.calls)
+        again = self.lookups.addresses("h0.example")
+        self.fake.fire("h0.example", ["192.0.2.1"])
+        self.assertEqual(self.successResultOf(again), ["192.0.2.1"])
+        self.lookups.close()
+        for d in waits[1:]:
+            self.failureResultOf(d, CancelledError)
+
+    def test_one_budget_per_request(self):
+        """Every lookup of the request spends the same question budget."""
+        waits = [self.lookups.addresses("a.example"), self.lookups.srv("_xmpp-client._tcp.ex")]
+        [budget, srv_budget] = self.fake.budgets
+        self.assertIs(budget, srv_budget)
+        self.assertEqual(budget.limit, 10)
+        self.lookups.close()
+        for d in waits:
+            self.failureResultOf(d, CancelledError)
+
+    def test_close_stops_everything(self):
+        """close() cancels every lookup still running or waiting its turn (the deadline
+        passed) and releases the request's resolvers."""
+        waits = [self.lookups.addresses(f"h{i}.example") for i in range(3)]
+        srv = self.lookups.srv("_xmpp-client._tcp.example")
+        self.lookups.close()
+        self.assertEqual(
+            sorted(self.fake.cancelled), ["_xmpp-client._tcp.example", "h0.example", "h1.example"]
+        )
+        self.assertEqual(self.fake.outstanding(), [])
+        for d in [*waits, srv]:
+            self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.fake.closed, 2)  # the address and the SRV resolvers
+
+    def test_caller_cancels_own_wait(self):
+        """Cancelling one caller's wait spares the shared lookup and the other callers."""
+        first = self.lookups.addresses("x.example")
+        second = self.lookups.addresses("x.example")
+        first.cancel()
+        self.failureResultOf(first, CancelledError)
+        self.fake.fire("x.example", ["192.0.2.1"])
+        self.assertEqual(self.successResultOf(second), ["192.0.2.1"])
+
+
+class BudgetTests(SynchronousTestCase):
+    def test_questions_counted_across_cname_requeries(self):
+        """Every question a lookup asks, CNAME re-queries included, is spent from the
+        request's budget; past it, that family fails and says why."""
+        names = FakeNamesResolver()
+        resolver = DNSServerResolver(None, "192.0.2.53", resolver=names)
+        budget = Budget(3)
+        d = resolver.resolve("www.example", budget)
+        self.assertEqual(budget.asked, 2)
+        names.answer("A", [cname("www.example", "cdn.example")])
+        self.assertEqual(budget.asked, 3)
+        names.answer("AAAA", [cname("www.example", "cdn.example")])  # would re-ask: over
+        names.answer("A", [a("cdn.example", "192.0.2.5")], name=b"cdn.example")
+        self.assertEqual(self.successResultOf(d), ["192.0.2.5"])
+        self.assertEqual(names.pending, [])
+        d = resolver.resolve("more.example", budget)
+        f = self.failureResultOf(d, DNSError)
+        self.assertEqual(
+            str(f.value),
+            "DNS lookup failed for more.example: more than 3 DNS questions in one request",
+        )
+
+    def test_srv_over_budget(self):
+        """An SRV question past the budget fails as SRVLookupFailed, unasked."""
+        fake = FakeIResolver()
+        resolver = DNSServerResolver(None, "192.0.2.53", resolver=fake)
+        budget = Budget(0)
+        f = self.failureResultOf(resolver.lookup_srv("x.example", budget), SRVLookupFailed)
+        self.assertIn("more than 0 DNS questions", str(f.value))
+        self.assertEqual(fake.calls, [])
+
+
+class ServiceSlotsTests(SynchronousTestCase):
+    def test_dns_server_lookups_capped(self):
+        """A DNS server resolver runs at most slots.size lookups at once service-wide and
+        refuses more than slots.waiting queued ones; a finished lookup lets the next run."""
+        names = FakeNamesResolver()
+        slots = Slots(1, 1)
+        resolver = DNSServerResolver(None, "192.0.2.53", resolver=names, slots=slots)
+        first = resolver.resolve("a.example")
+        second = resolver.resolve("b.example")
+        self.assertEqual([n for _, n, _ in names.pending], [b"a.example", b"a.example"])
+        self.assertIn("busy", str(self.failureResultOf(resolver.resolve("c.example")).value))
+        names.answer("A", [a("a.example", "192.0.2.1")])
+        names.answer("AAAA", [])
+        self.assertEqual(self.successResultOf(first), ["192.0.2.1"])
+        self.assertEqual({n for _, n, _ in names.pending}, {b"b.example"})
+        second.cancel()
+        self.failureResultOf(second, CancelledError)
+        self.assertEqual(slots.held, 0)

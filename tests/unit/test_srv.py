@@ -7,7 +7,7 @@ import random
 from collections import Counter
 
 import pytest_twisted
-from dns_fakes import Pending
+from dns_fakes import FakeThreads, Pending
 from dns_server import start_dns_server
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
@@ -20,10 +20,14 @@ from portofcall_xmpp.errors import DNSError, FlowTimeout, ProbeTimeout
 from portofcall_xmpp.policy import Policy
 from portofcall_xmpp.render_srv import to_json
 from portofcall_xmpp.resolve import (
+    PER_PROBE_CONCURRENT,
+    PER_PROBE_HOSTS,
     DNSServerResolver,
+    Slots,
     SRVLookupFailed,
     SRVNameNotFound,
     SRVRecord,
+    SystemResolver,
     make_srv_resolver,
 )
 from portofcall_xmpp.srv import lookup, order_records
@@ -554,6 +558,78 @@ class LookupTests(SynchronousTestCase):
         body = to_json(self.successResultOf(h.d))["services"]
         self.assertEqual(body["xmpps-client"]["status"], "error")
         self.assertIn("longer than 253", body["xmpps-client"]["error"])
+
+
+# ---------------------------------------------------------------------------
+# The bounds of one lookup
+
+
+class BoundsTests(SynchronousTestCase):
+    def test_target_cap(self):
+        """At most PER_PROBE_HOSTS distinct hosts are resolved, PER_PROBE_CONCURRENT at a
+        time; the records past the cap are reported unresolved, saying why."""
+        h = Harness()
+        targets = [f"t{i:02d}.example.com" for i in range(PER_PROBE_HOSTS + 8)]
+        for name in list(NAMES.values())[1:]:
+            h.srv.fire(name, nx(name))
+        h.srv.fire(NAMES["xmpp-client"], [srv(0, 0, 5222, t) for t in targets])
+        most = 0
+        while h.addresses.outstanding():
+            most = max(most, len(h.addresses.outstanding()))
+            h.addresses.fire(h.addresses.outstanding()[0], [PUBLIC])
+        self.assertEqual(most, PER_PROBE_CONCURRENT)
+        self.assertEqual(len(h.addresses.calls), PER_PROBE_HOSTS)
+        services = to_json(self.successResultOf(h.d))["services"]
+        records = services["xmpp-client"]["records"]
+        self.assertEqual(len(records), PER_PROBE_HOSTS + 8)
+        resolved = [r for r in records if r["addresses"]]
+        capped = [r for r in records if not r["addresses"]]
+        # The fallback (example.com, for xmpp-server) is one of the hosts.
+        self.assertEqual(len(resolved), PER_PROBE_HOSTS - 1)
+        for record in capped:
+            self.assertEqual(
+                record["error"],
+                f"DNS lookup failed for {record['target']}: not resolved: more than "
+                f"{PER_PROBE_HOSTS} hosts in one request",
+            )
+        self.assertEqual(services["xmpp-server"]["fallback"]["addresses"][0]["address"], PUBLIC)
+
+    def test_deadline_abandons_stuck_system_lookups(self):
+        """Targets whose system lookups never return: the request holds only
+        PER_PROBE_CONCURRENT threads; at its deadline it fails with a timeout, its lookups
+        are abandoned (counted, still holding their threads, answers dropped), and another
+        caller's lookup still gets a thread and completes."""
+        clock = Clock()
+        threads = FakeThreads()
+        slots = Slots(PER_PROBE_CONCURRENT + 1, 10)
+        system = SystemResolver(threads, slots, lambda *a: [])
+        srv_resolver = FakeSRVResolver()
+        env = flows.Environment(
+            connect=None,
+            clock=clock,
+            resolver=system,
+            srv_resolver=srv_resolver,
+            policy=Policy(),
+        )
+        d = flows.srv(env, SRVRequest(domain="example.com", timeout=5))
+        targets = [f"never{i:02d}.example.com" for i in range(60)]
+        srv_resolver.fire(NAMES["xmpp-client"], [srv(0, 0, 5222, t) for t in targets])
+        self.assertEqual(len(threads.running()), PER_PROBE_CONCURRENT)
+        clock.advance(5)
+        error = self.failureResultOf(d, flows.Failed).value.error
+        self.assertIsInstance(error, FlowTimeout)
+        self.assertEqual(len(srv_resolver.outstanding()), 0)
+        self.assertEqual(system.abandoned, PER_PROBE_CONCURRENT)
+        self.assertEqual((slots.held, slots.queued), (PER_PROBE_CONCURRENT, 0))
+        self.assertEqual(len(threads.work), PER_PROBE_CONCURRENT)  # no other target started
+        other = system.resolve("other.example")
+        self.assertEqual(len(threads.running()), PER_PROBE_CONCURRENT + 1)
+        threads.finish(PER_PROBE_CONCURRENT)
+        self.failureResultOf(other, DNSError)  # the stand-in knows no address
+        for _ in range(PER_PROBE_CONCURRENT):
+            threads.finish()  # the stuck lookups return at last: dropped
+        self.assertEqual((system.abandoned, slots.held), (0, 0))
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 # ---------------------------------------------------------------------------
