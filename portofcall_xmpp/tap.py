@@ -130,8 +130,17 @@ def _thread_pool(reactor, name, size):
     return pool
 
 
-def build_api(options, reactor):
-    """The L{web.Api} for parsed C{options}, on C{reactor}."""
+def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
+    """
+    The L{web.Api} for parsed C{options}, on C{reactor}.
+
+    @param getaddrinfo: the system resolver's C{getaddrinfo} (tests pass a
+        stand-in); by default L{socket.getaddrinfo}.
+    @param resolv_servers: C{(host, port)} name servers for SRV questions
+        instead of those of C{/etc/resolv.conf} (tests), without C{--dns-server}.
+    """
+    import socket
+
     from twisted.internet.threads import deferToThreadPool
 
     from .connect import Connector
@@ -154,9 +163,14 @@ def build_api(options, reactor):
     else:
         lookups = _thread_pool(reactor, "portofcall-dns", SYSTEM_LOOKUPS)
         resolver = SystemResolver(
-            lambda f: deferToThreadPool(reactor, lookups, f), Slots(SYSTEM_LOOKUPS, SYSTEM_WAITING)
+            lambda f: deferToThreadPool(reactor, lookups, f),
+            Slots(SYSTEM_LOOKUPS, SYSTEM_WAITING),
+            getaddrinfo or socket.getaddrinfo,
         )
-        srv_resolver = make_srv_resolver(reactor, None)
+        if resolv_servers is None:
+            srv_resolver = make_srv_resolver(reactor, None)
+        else:
+            srv_resolver = DNSServerResolver(reactor, servers=resolv_servers)
     scram = _thread_pool(reactor, "portofcall-scram", SCRAM_THREADS)
     policy = Policy(allow_private=options["allow-private"])
     connector = Connector(reactor, resolver, policy, read_timeout)
