@@ -68,13 +68,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from .errors import DNSError
-from .names import InvalidName, parse_ip_literal, query_name
+from .names import MAX_DNS_NAME, InvalidName, parse_ip_literal, query_name
 from .policy import Policy
 from .resolve import ROOT, Lookups, SRVNameNotFound, SRVRecord
-
-#: The longest DNS name, in octets, without the root's trailing dot.
-_MAX_NAME = 253
-
 
 # ---------------------------------------------------------------------------
 # RFC 2782 order
@@ -293,11 +289,11 @@ async def _service(
 ) -> ServiceReport:
     name = f"{service.label}.{domain}"
     report = ServiceReport(service, name, "none")
-    if len(name) > _MAX_NAME:
+    if len(name) > MAX_DNS_NAME:
         report = attrs.evolve(
             report,
             status="error",
-            error=f"SRV lookup failed for {name}: name longer than {_MAX_NAME} octets",
+            error=f"SRV lookup failed for {name}: name longer than {MAX_DNS_NAME} octets",
         )
     else:
         try:
