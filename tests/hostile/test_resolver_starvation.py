@@ -59,7 +59,8 @@ class StuckGetaddrinfo:
 def starving_service():
     records = {
         b"_xmpp-client._tcp.starve.example.test": [
-            dns.Record_SRV(0, 1, 5222, b"never-%02d.example.test" % i) for i in range(TARGETS)
+            dns.Record_SRV(0, 1, 5222, f"never-{i:02d}.example.test".encode())
+            for i in range(TARGETS)
         ],
     }
     server = start_dns_server(reactor, b"example.test", records)

@@ -35,15 +35,18 @@ def dns_and_service(prosody):
         b"example.test": [dns.Record_A("192.0.2.1")],
         b"mixed.example.test": [dns.Record_A("93.184.216.34"), dns.Record_A("127.0.0.1")],
         b"_xmpp-client._tcp.many.example.test": [
-            dns.Record_SRV(0, 1, 5222, b"t%02d.many.example.test" % i) for i in range(MANY)
+            dns.Record_SRV(0, 1, 5222, f"t{i:02d}.many.example.test".encode()) for i in range(MANY)
         ],
-        **{b"t%02d.many.example.test" % i: [dns.Record_A("192.0.2.%d" % i)] for i in range(MANY)},
+        **{
+            f"t{i:02d}.many.example.test".encode(): [dns.Record_A(f"192.0.2.{i}")]
+            for i in range(MANY)
+        },
     }
     server = start_dns_server(reactor, ZONE, records)
     service = start_service(
-        "--allow-private", "--dns-server", "127.0.0.1:%d" % server.port, "--read-timeout", "3000"
+        "--allow-private", "--dns-server", f"127.0.0.1:{server.port}", "--read-timeout", "3000"
     )
-    strict = start_service("--dns-server", "127.0.0.1:%d" % server.port)
+    strict = start_service("--dns-server", f"127.0.0.1:{server.port}")
     try:
         yield server, service, strict
     finally:

@@ -656,7 +656,9 @@ async def test_real_dns_server():
         b"example.test": [dns.Record_A("192.0.2.1")],
         # Too many records for 512 octets: answered over TCP.
         b"_xmpp-client._tcp.big.example.test": [
-            dns.Record_SRV(0, 1, 5222, b"host-%02d.with-a-rather-long-name.example.test" % i)
+            dns.Record_SRV(
+                0, 1, 5222, f"host-{i:02d}.with-a-rather-long-name.example.test".encode()
+            )
             for i in range(20)
         ],
     }
