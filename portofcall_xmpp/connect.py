@@ -2,7 +2,7 @@
 The production connector: resolve once, check every address, dial only
 checked addresses.
 
-    connector = Connector(reactor, SystemResolver(reactor), Policy(), 5.0)
+    connector = Connector(reactor, resolver, Policy(), 5.0)
     proto = await connector.connect("xmpp.example", 5222, XMPPProtocol(...))
 
 Never C{HostnameEndpoint}: it would resolve the name again, and the second
@@ -10,8 +10,6 @@ answer (DNS rebinding) would never have been checked.
 """
 
 from __future__ import annotations
-
-import ipaddress
 
 from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred
@@ -22,11 +20,10 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.protocol import Factory, Protocol
 
-from portofcall_xmpp.errors import ConnectError, DNSError
-from portofcall_xmpp.policy import IPAddress, Policy, parse_ip_literal
-from portofcall_xmpp.resolve import Resolver
-
-__all__ = ["Connector", "describe_connect_failure"]
+from .errors import ConnectError, DNSError
+from .names import IPAddress, parse_address, parse_ip_literal
+from .policy import Policy
+from .resolve import Resolver
 
 
 def _endpoint_text(addr: IPAddress, port: int) -> str:
@@ -126,10 +123,10 @@ class Connector:
         texts = await self._resolver.resolve(host)
         addresses = []
         for text in texts:
-            try:
-                addresses.append(ipaddress.ip_address(text))
-            except ValueError:
-                raise DNSError(f"DNS lookup failed for {host}: invalid address {text!r}") from None
+            address = parse_address(text)
+            if address is None:
+                raise DNSError(f"DNS lookup failed for {host}: invalid address {text!r}")
+            addresses.append(address)
         if not addresses:
             raise DNSError(f"DNS lookup failed for {host}: no address found")
         return addresses

@@ -805,28 +805,32 @@ def server_info(env: Environment, req, started: float | None = None) -> Deferred
 def srv(env: Environment, req, started: float | None = None) -> Deferred:
     """
     The SRV records of C{req.domain} (SPEC §7), in the order a client tries
-    them, with their targets' addresses.
+    them, with their targets' addresses, within C{req.timeout}: when it
+    expires, every lookup still running is stopped.
 
     @param req: a C{validate.SRVRequest}.
     @return: a Deferred firing with a C{srv.SRVReport}, or failing with
-        L{Failed} (C{dns} or C{timeout}).
+        L{Failed} (C{dns}, or C{timeout}: C{"Connection timeout: the SRV
+        lookup did not finish within N ms"}).
     """
     from . import srv as srv_lookup
 
     trace = Trace(env.clock, env.clock.seconds() if started is None else started, False)
     d = srv_lookup.lookup(
-        env.srv_resolver,
-        env.resolver,
-        req.domain,
-        clock=env.clock,
-        timeout=req.timeout,
-        policy=env.policy,
+        env.srv_resolver, env.resolver, req.domain, clock=env.clock, policy=env.policy
     )
+
+    def on_timeout(result, timeout):
+        raise FlowTimeout(
+            "Connection timeout: the SRV lookup did not finish within "
+            f"{round(req.timeout * 1000)} ms"
+        )
 
     def failed(failure):
         failure.trap(ProbeError)
         raise Failed(failure.value, trace)
 
+    d.addTimeout(req.timeout, env.clock, onTimeoutCancel=on_timeout)
     return d.addErrback(failed)
 
 

@@ -1,12 +1,9 @@
 """
 Which destinations the service may connect to.
 
-Pure: no Twisted, no I/O.  Three pieces:
+Pure: no Twisted, no I/O.  Two pieces (IP literals are read by
+L{portofcall_xmpp.names.parse_ip_literal}):
 
-  - L{parse_ip_literal} turns a host string into an address when it is an IP
-    literal in any spelling the operating system would accept (including the
-    legacy C{inet_aton} forms C{2130706433}, C{127.1}, C{0x7f.1},
-    C{0177.0.0.1}), and returns L{None} for anything else (a DNS name).
   - L{SPECIAL_RANGES} is the one table of address ranges that are not
     globally routable; L{special_range} and L{is_global} read it.
   - L{Policy} turns that into a decision, raising L{DestinationBlocked}.
@@ -18,109 +15,12 @@ C{is_private} tables changed between Python versions.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable
 
 import attrs
 
-from portofcall_xmpp.errors import DestinationBlocked
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-__all__ = [
-    "IPAddress",
-    "Policy",
-    "SPECIAL_RANGES",
-    "SpecialRange",
-    "Verdict",
-    "is_global",
-    "parse_ip_literal",
-    "special_range",
-]
-
-
-# ---------------------------------------------------------------------------
-# Parsing
-
-
-# One part of a legacy IPv4 spelling, as glibc's inet_aton (strtoul with base
-# 0) reads it: hexadecimal after 0x/0X, octal after a leading 0, else decimal.
-_PART = r"(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
-_LEGACY_IPV4 = re.compile(rf"{_PART}(?:\.{_PART}){{0,3}}\.?")
-# The largest value of the last part when there are 1, 2, 3 or 4 parts.
-_LAST_PART_MAX = (0xFFFFFFFF, 0xFFFFFF, 0xFFFF, 0xFF)
-
-
-def _parse_legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
-    """
-    Parse C{host} as C{inet_aton} does (without its tolerance for trailing
-    whitespace): one to four parts separated by dots, each decimal, octal
-    (leading C{0}) or hexadecimal (C{0x}); the last part fills the remaining
-    bytes.  One trailing dot is also accepted (see L{parse_ip_literal}).
-    """
-    if not _LEGACY_IPV4.fullmatch(host):
-        return None
-    parts = []
-    for text in host.rstrip(".").split("."):
-        if text[:2] in ("0x", "0X"):
-            parts.append(int(text[2:], 16))
-        elif text.startswith("0"):
-            parts.append(int(text, 8))
-        elif len(text) > 10:
-            # More than 4294967295; also keeps int() clear of its digit limit.
-            return None
-        else:
-            parts.append(int(text, 10))
-    *leading, last = parts
-    if any(part > 0xFF for part in leading) or last > _LAST_PART_MAX[len(leading)]:
-        return None
-    value = 0
-    for index, part in enumerate(leading):
-        value |= part << (24 - 8 * index)
-    return ipaddress.IPv4Address(value | last)
-
-
-def parse_ip_literal(host: str) -> IPAddress | None:
-    """
-    Interpret C{host} as an IP address literal.
-
-    Accepted:
-      - IPv4 in every numeric spelling C{inet_aton}/C{getaddrinfo} accept:
-        dotted quad, and the legacy forms with one to four parts in
-        decimal, octal or hexadecimal (C{2130706433}, C{127.1}, C{0x7f.1},
-        C{0177.0.0.1}, C{0x7f000001}).  Leading zeros mean octal, as they do
-        for the C library (C{010.0.0.1} is C{8.0.0.1}).  One trailing dot is
-        tolerated (C{127.0.0.1.}), so that such a name is never sent to DNS.
-      - IPv6, optionally in brackets (C{[::1]}).
-
-    Zone identifiers (C{fe80::1%eth0}) are not accepted: such a string is
-    neither a literal nor a DNS name, and L{None} is returned; a host name
-    validator then rejects it (C{%} and C{:} are not valid in a name), and
-    the resolvers in L{portofcall_xmpp.resolve} refuse it.
-
-    @return: the address, or L{None} when C{host} is not an IP literal
-        (that is, when it has to be treated as a DNS name).
-    """
-    if not isinstance(host, str) or not host.isascii():
-        return None
-    if host.startswith("[") and host.endswith("]"):
-        inner = host[1:-1]
-        if ":" not in inner:
-            return None
-        return _parse_ipv6(inner)
-    if ":" in host:
-        return _parse_ipv6(host)
-    return _parse_legacy_ipv4(host)
-
-
-def _parse_ipv6(text: str) -> ipaddress.IPv6Address | None:
-    if "%" in text:
-        return None
-    try:
-        return ipaddress.IPv6Address(text)
-    except ValueError:
-        return None
-
+from .errors import DestinationBlocked
+from .names import IPAddress
 
 # ---------------------------------------------------------------------------
 # The table
@@ -193,6 +93,7 @@ SPECIAL_RANGES: tuple[SpecialRange, ...] = (
     _R("172.16.0.0/12", "private (RFC 1918)"),
     _R("192.0.0.0/24", "IETF protocol assignment (192.0.0.0/24)"),
     _R("192.0.2.0/24", "documentation (192.0.2.0/24)"),
+    _R("192.88.99.0/24", "deprecated 6to4 relay anycast (192.88.99.0/24, RFC 7526)"),
     _R("192.168.0.0/16", "private (RFC 1918)"),
     _R("198.18.0.0/15", "benchmarking (198.18.0.0/15)"),
     _R("198.51.100.0/24", "documentation (198.51.100.0/24)"),
@@ -316,7 +217,7 @@ class Policy:
         Refuse a destination the policy does not allow.
 
         @param addr: an address, or its canonical text (not a legacy
-            spelling: use L{parse_ip_literal} first for user input).
+            spelling: use L{names.parse_ip_literal} first for user input).
         @param name: the host name C{addr} was resolved from, if any; it is
             named in the message.
 

@@ -112,23 +112,66 @@ class Options(usage.Options):
                 raise usage.UsageError("--ca-file: %s" % (e,)) from e
 
 
-def build_api(options, reactor):
-    """The L{web.Api} for parsed C{options}, on C{reactor}."""
+#: Threads for SCRAM key derivation, a pool of their own (never shared with
+#: name lookups, which have theirs: resolve.SYSTEM_LOOKUPS).
+SCRAM_THREADS = 4
+
+
+def _thread_pool(reactor, name, size):
+    """
+    A pool of at most C{size} threads, started now and stopped when the
+    reactor shuts down (as the reactor's own pool is).
+    """
+    from twisted.python.threadpool import ThreadPool
+
+    pool = ThreadPool(0, size, name)
+    pool.start()
+    reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    return pool
+
+
+def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
+    """
+    The L{web.Api} for parsed C{options}, on C{reactor}.
+
+    @param getaddrinfo: the system resolver's C{getaddrinfo} (tests pass a
+        stand-in); by default L{socket.getaddrinfo}.
+    @param resolv_servers: C{(host, port)} name servers for SRV questions
+        instead of those of C{/etc/resolv.conf} (tests), without C{--dns-server}.
+    """
+    import socket
+
     from twisted.internet.threads import deferToThreadPool
 
     from .connect import Connector
     from .flows import Environment
     from .policy import Policy
-    from .resolve import DNSServerResolver, SystemResolver
-    from .srv import make_srv_resolver
+    from .resolve import (
+        SYSTEM_LOOKUPS,
+        SYSTEM_WAITING,
+        DNSServerResolver,
+        Slots,
+        SystemResolver,
+        make_srv_resolver,
+    )
     from .tlsinfo import Trust
     from .web import Api
 
     read_timeout = options["read-timeout"] / 1000.0
     if options["dns-server"] is not None:
-        resolver = DNSServerResolver(reactor, *options["dns-server"])
+        resolver = srv_resolver = DNSServerResolver(reactor, *options["dns-server"])
     else:
-        resolver = SystemResolver(reactor)
+        lookups = _thread_pool(reactor, "portofcall-dns", SYSTEM_LOOKUPS)
+        resolver = SystemResolver(
+            lambda f: deferToThreadPool(reactor, lookups, f),
+            Slots(SYSTEM_LOOKUPS, SYSTEM_WAITING),
+            getaddrinfo or socket.getaddrinfo,
+        )
+        if resolv_servers is None:
+            srv_resolver = make_srv_resolver(reactor, None)
+        else:
+            srv_resolver = DNSServerResolver(reactor, servers=resolv_servers)
+    scram = _thread_pool(reactor, "portofcall-scram", SCRAM_THREADS)
     policy = Policy(allow_private=options["allow-private"])
     connector = Connector(reactor, resolver, policy, read_timeout)
     env = Environment(
@@ -136,10 +179,10 @@ def build_api(options, reactor):
         clock=reactor,
         read_timeout=read_timeout,
         limits=Limits(max_element_bytes=options["max-stanza-bytes"]),
-        to_thread=lambda f: deferToThreadPool(reactor, reactor.getThreadPool(), f),
+        to_thread=lambda f: deferToThreadPool(reactor, scram, f),
         trust=Trust(options["ca-file"]),
         resolver=resolver,
-        srv_resolver=make_srv_resolver(reactor, options["dns-server"]),
+        srv_resolver=srv_resolver,
         policy=policy,
     )
     return Api(env, max_concurrent=options["max-concurrent"])

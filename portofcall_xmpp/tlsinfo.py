@@ -54,7 +54,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import attrs
-import idna
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -74,6 +73,8 @@ from service_identity.hazmat import (
 )
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
+
+from . import names
 
 __all__ = [
     "BINDING_PREFERENCE",
@@ -684,8 +685,8 @@ def _a_label(domain: str) -> str:
     """C{domain} in lower-case A-labels (UTS #46 mapping); as-is if IDNA refuses it."""
     plain = _plain_domain(domain)
     try:
-        return idna.encode(plain, uts46=True).decode("ascii").lower()
-    except (idna.IDNAError, UnicodeError, ValueError):
+        return names.query_name(plain).lower()
+    except names.InvalidName:
         return plain.lower()
 
 

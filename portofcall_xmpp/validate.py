@@ -21,7 +21,7 @@ Decisions where SPEC.md is silent:
   - C{host}: the returned value is either the A-label (punycode) DNS name
     or the canonical text of the IP literal: C{"0x7f.1"} becomes
     C{"127.0.0.1"}, C{"[::1]"} becomes C{"::1"}.  Every numeric IPv4
-    spelling is a literal, read by L{portofcall_xmpp.policy.parse_ip_literal}
+    spelling is a literal, read by L{portofcall_xmpp.names.parse_ip_literal}
     (so C{"010.0.0.1"} is octal, C{8.0.0.1}), also after UTS 46 mapping
     (full-width digits); a name whose last label is numeric but that is no
     valid IPv4 spelling (C{"1.2.3.256"}, C{"example.123"}) is rejected.  All-ASCII labels are
@@ -49,15 +49,25 @@ Decisions where SPEC.md is silent:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 import attrs
-import idna
-import precis_i18n
 
-from portofcall_xmpp.errors import RequestError
-from portofcall_xmpp.policy import parse_ip_literal
+from .errors import RequestError
+from .names import (
+    JID,
+    MAX_DNS_NAME,  # noqa: F401 (the request schema names it)
+    MAX_PART_BYTES,
+    InvalidJID,
+    parse_jid,
+)
+from .names import InvalidName as _Invalid
+from .names import domain_of_host as _domain_of_host
+from .names import domainpart as _domainpart
+from .names import ip_literal as _ip_literal
+from .names import localpart as _localpart
+from .names import normalise_host as _host
+from .names import resourcepart as _resourcepart
 
 __all__ = [
     "AUTH_TLS_MODES",
@@ -95,10 +105,7 @@ DEFAULT_WAIT = 2.0
 
 MAX_TIMEOUT_MS = 120000
 MAX_WAIT_MS = 30000
-MAX_PART_BYTES = 1023
 MAX_MESSAGE_BYTES = 16 * 1024
-MAX_DNS_NAME = 253
-MAX_DNS_LABEL = 63
 
 CONNECT_TLS_MODES = ("auto", "none", "direct")
 AUTH_TLS_MODES = ("auto", "required", "none", "direct")
@@ -115,21 +122,8 @@ MECHANISMS = (
 CHANNEL_BINDINGS = ("tls-exporter", "tls-server-end-point", "tls-unique")
 MESSAGE_TYPES = ("chat", "normal", "headline")
 
-# RFC 7622 section 3.3.1: characters a localpart may not contain.
-_LOCALPART_FORBIDDEN = frozenset("\"&'/:<>@")
-_LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
-_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
-# Characters an IP literal (any IPv4 spelling, IPv6 without zone) is made of.
-_IP_LITERAL_CHARS = re.compile(r"[0-9A-Fa-fXx.:]+")
 # What XML 1.0 cannot carry (Char production, section 2.2).
 _NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# Inputs longer than these (in code points) are refused before any Unicode
-# processing: no sane name, localpart or resourcepart maps down from them.
-_MAX_NAME_INPUT = 1024
-_MAX_PART_INPUT = 4 * MAX_PART_BYTES
-
-_username_profile = precis_i18n.get_profile("UsernameCaseMapped")
-_opaque_profile = precis_i18n.get_profile("OpaqueString")
 
 
 def _default_domain(request) -> str:
@@ -237,295 +231,6 @@ class MessageRequest:
     type: str = "chat"
     receipt: bool = False
     wait: float = DEFAULT_WAIT
-
-
-@attrs.frozen
-class JID:
-    """
-    A Jabber identifier, C{[local@]domain[/resource]}.
-
-    C{local} and C{resource} are L{None} when absent.
-    """
-
-    local: str | None
-    domain: str
-    resource: str | None = None
-
-    @property
-    def bare(self) -> str:
-        """C{local@domain}, or C{domain}."""
-        if self.local is None:
-            return self.domain
-        return f"{self.local}@{self.domain}"
-
-    @property
-    def full(self) -> str:
-        """C{local@domain/resource}, leaving out the parts that are absent."""
-        if self.resource is None:
-            return self.bare
-        return f"{self.bare}/{self.resource}"
-
-    def __str__(self) -> str:
-        return self.full
-
-
-class InvalidJID(ValueError):
-    """A JID, or one of its parts, breaks RFC 7622.  The message says which part and why."""
-
-
-class _Invalid(ValueError):
-    """Internal: why a value is invalid, to be prefixed by the field's name."""
-
-
-# ---------------------------------------------------------------------------
-# IP literals and DNS names
-
-
-def _ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """
-    The address C{text} spells, read by the destination policy's own parser
-    (every numeric IPv4 spelling, IPv6 without a zone), so that what passes
-    here as a literal is exactly what the policy checks as one.  Only strings
-    made of hex digits, C{x}, dots and colons are asked about.
-    """
-    if not _IP_LITERAL_CHARS.fullmatch(text):
-        return None
-    return parse_ip_literal(text)
-
-
-def _dns_labels(text: str) -> list[str]:
-    """
-    The A-labels of the DNS name C{text} (UTS 46 mapped, IDNA 2008, lower
-    case, one trailing dot dropped).  Raises L{_Invalid}.
-    """
-    if len(text) > _MAX_NAME_INPUT:
-        raise _Invalid(f"it is longer than {MAX_DNS_NAME} octets")
-    try:
-        mapped = idna.uts46_remap(text, std3_rules=False, transitional=False)
-    except (idna.IDNAError, UnicodeError, ValueError):
-        raise _Invalid("it contains a character not allowed in a DNS name") from None
-    if mapped.endswith("."):
-        mapped = mapped[:-1]
-    if not mapped:
-        raise _Invalid("it is empty")
-    labels = []
-    for label in mapped.split("."):
-        if not label:
-            raise _Invalid("a label is empty")
-        labels.append(_a_label(label))
-    if len(".".join(labels)) > MAX_DNS_NAME:
-        raise _Invalid(f"it is longer than {MAX_DNS_NAME} octets")
-    return labels
-
-
-def _a_label(label: str) -> str:
-    """One label, already UTS 46 mapped, as its lower-case ASCII form."""
-    if label.isascii() and not label.lower().startswith("xn--"):
-        label = label.lower()
-        if len(label) > MAX_DNS_LABEL:
-            raise _Invalid(f"a label is longer than {MAX_DNS_LABEL} octets")
-        if not _LDH_LABEL.fullmatch(label):
-            raise _Invalid("a label is not letters, digits and inner hyphens")
-        return label
-    if not label.isascii():
-        try:
-            encoded_length = 4 + len(label.encode("punycode"))
-        except UnicodeError:
-            raise _Invalid("it contains a character not allowed in a DNS name") from None
-        if encoded_length > MAX_DNS_LABEL:
-            raise _Invalid(f"a label is longer than {MAX_DNS_LABEL} octets")
-    elif len(label) > MAX_DNS_LABEL:
-        raise _Invalid(f"a label is longer than {MAX_DNS_LABEL} octets")
-    try:
-        a_label = idna.alabel(label).decode("ascii").lower()
-    except (idna.IDNAError, UnicodeError, ValueError):
-        raise _Invalid("a label is not valid IDNA 2008") from None
-    if len(a_label) > MAX_DNS_LABEL:
-        raise _Invalid(f"a label is longer than {MAX_DNS_LABEL} octets")
-    if not _LDH_LABEL.fullmatch(a_label):
-        raise _Invalid("a label is not valid IDNA 2008")
-    return a_label
-
-
-def _check_not_numeric(labels: list[str]) -> None:
-    """A name ending in a numeric label would be read as an IPv4 address."""
-    if _NUMERIC_LABEL.fullmatch(labels[-1]):
-        raise _Invalid("it is numeric but not a valid IPv4 address")
-
-
-def _host(text: str) -> str:
-    """The normalised host: A-label DNS name or canonical IP literal."""
-    bracketed = text.startswith("[") and text.endswith("]")
-    if bracketed or ":" in text:
-        inner = text[1:-1] if bracketed else text
-        if "%" in inner:
-            raise _Invalid("IPv6 zone identifiers are not allowed")
-        address = _ip_literal(inner) if ":" in inner else None
-        if address is None or address.version != 6:
-            if bracketed:
-                raise _Invalid("brackets must enclose an IPv6 address")
-            raise _Invalid("it is not a valid IPv6 address; give the port in the port field")
-        return str(address)
-    address = _ip_literal(text)  # one trailing dot is part of the literal syntax
-    if address is not None:
-        return str(address)
-    labels = _dns_labels(text)
-    mapped = ".".join(labels)
-    # UTS 46 maps full-width digits and ideographic full stops.
-    address = _ip_literal(mapped)
-    if address is not None:
-        return str(address)
-    _check_not_numeric(labels)
-    return mapped
-
-
-def _domain_of_host(host: str) -> str:
-    """The domainpart naming a normalised host (see L{_host})."""
-    if ":" in host:
-        return f"[{host}]"
-    if _ip_literal(host) is not None:
-        return host
-    return ".".join(_u_label(label) for label in host.split("."))
-
-
-def _u_label(label: str) -> str:
-    """The Unicode form of a lower-case A-label; other labels unchanged."""
-    if label.startswith("xn--"):
-        return idna.ulabel(label)
-    return label
-
-
-def _domainpart(text: str, *, bare_ipv6: bool) -> str:
-    """
-    The RFC 7622 domainpart: U-labels, lower case; IPv6 in brackets; IPv4 as
-    a dotted quad.  With C{bare_ipv6}, an unbracketed IPv6 address is
-    accepted too.
-    """
-    bracketed = text.startswith("[") and text.endswith("]")
-    if bracketed or (bare_ipv6 and ":" in text):
-        inner = text[1:-1] if bracketed else text
-        if "%" in inner:
-            raise _Invalid("IPv6 zone identifiers are not allowed")
-        try:
-            address = ipaddress.IPv6Address(inner)
-        except ValueError:
-            if bracketed:
-                raise _Invalid("brackets must enclose an IPv6 address") from None
-            raise _Invalid("it is not a valid IPv6 address") from None
-        return f"[{address}]"
-    candidate = text[:-1] if text.endswith(".") else text
-    if _IP_LITERAL_CHARS.fullmatch(candidate) and ":" not in candidate:
-        try:
-            return str(ipaddress.IPv4Address(candidate))
-        except ValueError:
-            if _ip_literal(candidate) is not None:
-                raise _Invalid("an IPv4 address must be written as a dotted quad") from None
-    labels = _dns_labels(text)
-    try:
-        # UTS 46 maps full-width digits and ideographic full stops.
-        return str(ipaddress.IPv4Address(".".join(labels)))
-    except ValueError:
-        pass
-    _check_not_numeric(labels)
-    try:
-        domain = ".".join(_u_label(label) for label in labels)
-    except (idna.IDNAError, UnicodeError, ValueError):
-        raise _Invalid("a label is not valid IDNA 2008") from None
-    if len(domain.encode("utf-8")) > MAX_PART_BYTES:
-        raise _Invalid(f"it is longer than {MAX_PART_BYTES} bytes")
-    return domain
-
-
-# ---------------------------------------------------------------------------
-# JID parts
-
-
-def _utf8_length(text: str) -> int:
-    try:
-        return len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise _Invalid("it contains an unpaired surrogate") from None
-
-
-def _precis_part(text: str, profile, profile_name: str) -> str:
-    """A JID part enforced with a PRECIS profile, 1-1023 bytes."""
-    if not text:
-        raise _Invalid("it is empty")
-    if len(text) > _MAX_PART_INPUT:
-        raise _Invalid(f"it is longer than {MAX_PART_BYTES} bytes")
-    try:
-        part = profile.enforce(text)
-    except UnicodeError as e:
-        raise _Invalid(_precis_reason(e, profile_name)) from None
-    if _utf8_length(part) > MAX_PART_BYTES:
-        raise _Invalid(f"it is longer than {MAX_PART_BYTES} bytes")
-    return part
-
-
-def _localpart(text: str) -> str:
-    """RFC 7622 section 3.3: PRECIS UsernameCaseMapped, then no C{" & ' / : < > @}."""
-    local = _precis_part(text, _username_profile, "UsernameCaseMapped")
-    if _LOCALPART_FORBIDDEN.intersection(local):
-        raise _Invalid("it contains one of \" & ' / : < > @")
-    return local
-
-
-def _resourcepart(text: str) -> str:
-    """RFC 7622 section 3.4: PRECIS OpaqueString, 1-1023 bytes."""
-    return _precis_part(text, _opaque_profile, "OpaqueString")
-
-
-def _precis_reason(error: UnicodeError, profile: str) -> str:
-    """The PRECIS verdict (C{DISALLOWED/spaces}), without the rejected text."""
-    reason = getattr(error, "reason", None)
-    if isinstance(reason, str) and reason == "DISALLOWED/empty":
-        return "it is empty"
-    if isinstance(reason, str) and reason:
-        return f"PRECIS {profile}: {reason}"
-    return f"PRECIS {profile}: disallowed"
-
-
-def parse_jid(text: str, *, strict: bool = True) -> JID:
-    """
-    Split and (when C{strict}) validate and normalise a JID.
-
-    The resource is everything after the first C{/} (so it may contain C{/}
-    and C{@}); the localpart is everything before the first C{@} ahead of
-    that.  Strict: each part is checked as in RFC 7622 (localpart PRECIS
-    UsernameCaseMapped without C{" & ' / : < > @}; domainpart IDNA 2008,
-    U-labels, or a dotted-quad IPv4 or bracketed IPv6 address; resourcepart
-    PRECIS OpaqueString; each 1-1023 bytes) and returned normalised.
-
-    C{strict=False} only splits, for JIDs a server supplies: the parts are
-    kept as given (an empty one stays C{""}), so C{.full} gives back C{text}.
-
-    @raise InvalidJID: C{text} is not a string, or (strict) a part is invalid.
-    """
-    if not isinstance(text, str):
-        raise InvalidJID("a JID must be a string")
-    rest, slash, resource = text.partition("/")
-    local, at, domain = rest.partition("@")
-    if not at:
-        local, domain = None, rest
-    if not slash:
-        resource = None
-    if not strict:
-        return JID(local, domain, resource)
-    try:
-        if local is not None:
-            local = _localpart(local)
-    except _Invalid as e:
-        raise InvalidJID(f"localpart: {e}") from None
-    try:
-        domain = _domainpart(domain, bare_ipv6=False)
-    except _Invalid as e:
-        raise InvalidJID(f"domainpart: {e}") from None
-    try:
-        if resource is not None:
-            resource = _resourcepart(resource)
-    except _Invalid as e:
-        raise InvalidJID(f"resourcepart: {e}") from None
-    return JID(local, domain, resource)
 
 
 # ---------------------------------------------------------------------------

@@ -273,7 +273,7 @@ def message_json(result: flows.AuthResult, req) -> dict:
 
 
 def srv_json(report, req) -> dict:
-    from .srv import to_json
+    from .render_srv import to_json
 
     return {"success": True, **to_json(report)}
 

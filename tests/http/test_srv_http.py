@@ -11,9 +11,13 @@ import pytest_twisted
 import treq
 from conftest import start_service
 from dns_server import start_dns_server
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.names import dns
 
+from portofcall_xmpp.resolve import PER_PROBE_HOSTS
+
 ZONE = b"example.test"
+MANY = 40
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +34,19 @@ def dns_and_service(prosody):
         b"backup.example.test": [dns.Record_A("192.0.2.7")],
         b"example.test": [dns.Record_A("192.0.2.1")],
         b"mixed.example.test": [dns.Record_A("93.184.216.34"), dns.Record_A("127.0.0.1")],
+        b"_xmpp-client._tcp.many.example.test": [
+            dns.Record_SRV(0, 1, 5222, f"t{i:02d}.many.example.test".encode()) for i in range(MANY)
+        ],
+        **{
+            f"t{i:02d}.many.example.test".encode(): [dns.Record_A(f"192.0.2.{i}")]
+            for i in range(MANY)
+        },
     }
     server = start_dns_server(reactor, ZONE, records)
     service = start_service(
-        "--allow-private", "--dns-server", "127.0.0.1:%d" % server.port, "--read-timeout", "3000"
+        "--allow-private", "--dns-server", f"127.0.0.1:{server.port}", "--read-timeout", "3000"
     )
-    strict = start_service("--dns-server", "127.0.0.1:%d" % server.port)
+    strict = start_service("--dns-server", f"127.0.0.1:{server.port}")
     try:
         yield server, service, strict
     finally:
@@ -106,3 +117,36 @@ async def test_mixed_addresses_blocked(dns_and_service):
     code, body = await post(strict, "/api/xmpp/connect", {"host": "mixed.example.test"})
     assert (code, body["blocked"]) == (403, True)
     assert "127.0.0.1" in body["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_srv_many_targets_bounded(dns_and_service):
+    """A domain with more SRV targets than one request may resolve: the first
+    PER_PROBE_HOSTS hosts are resolved, the rest reported unresolved; every question of
+    the request goes out on one socket, and it costs no log line per question."""
+    server, service, strict = dns_and_service
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    before = len(server.queries)
+    try:
+        code, body = await post(strict, "/api/xmpp/srv", {"domain": "many.example.test"})
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert (code, body["success"]) == (200, True), body
+    records = body["services"]["xmpp-client"]["records"]
+    assert len(records) == MANY
+    resolved = [r for r in records if r["addresses"]]
+    assert all("more than" in r["error"] for r in records if not r["addresses"])
+    # The fallback for xmpp-server (the domain itself) is one of the hosts, resolved or
+    # not depending on whether it was asked before the targets were.
+    fallback = body["services"]["xmpp-server"]["fallback"]
+    assert len(resolved) + ("more than" not in fallback["error"]) == PER_PROBE_HOSTS
+    asked = server.queries[before:]
+    assert len([q for q in asked if q[2] in (dns.A, dns.AAAA)]) == 2 * PER_PROBE_HOSTS
+    # One UDP socket for the whole request, opened and closed once: two lines of the
+    # reactor's (none per question), and one line of ours for the probe.
+    texts = [formatEvent(e) for e in events]
+    sockets = [t for t in texts if "UDP" in t or "DNS" in t]
+    assert len(sockets) == 2, texts
+    ours = [e for e in events if e.get("log_namespace", "").startswith("portofcall_xmpp")]
+    assert len(ours) == 1, texts

@@ -1,11 +1,20 @@
 """
-A fake UDP side for twisted.names' client, on a MemoryReactorClock: tests
-read the queries it wrote and play the DNS server's answers.
+Fakes for the DNS tests: a fake UDP side for twisted.names' client, on a
+MemoryReactorClock (tests read the queries it wrote and play the DNS
+server's answers); L{Pending}, the base of fake resolvers whose answers a
+test fires; L{FakeThreads}, a thread pool whose work the test ends;
+L{scratch_path} for resolv.conf files.
 """
 
+import shutil
+import tempfile
+from pathlib import Path
+
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.names import dns
+from twisted.python.failure import Failure
 
 
 class FakeUDPPort:
@@ -52,3 +61,70 @@ def last_query(port):
     message = dns.Message()
     message.fromStr(data)
     return message, addr
+
+
+def scratch_path(case):
+    """A path in a fresh temporary directory removed after the test (not in the cwd)."""
+    directory = tempfile.mkdtemp(prefix="portofcall-srv-")
+    case.addCleanup(shutil.rmtree, directory)
+    return str(Path(directory) / "resolv.conf")
+
+
+class Pending:
+    """Deferreds handed out by a fake, by key, each recording its cancellation."""
+
+    def __init__(self):
+        self.calls = []
+        self.deferreds = {}
+        self.cancelled = []
+        self.closed = 0
+
+    def for_probe(self):
+        return self
+
+    def close(self):
+        self.closed += 1
+
+    def new(self, key):
+        self.calls.append(key)
+        d = Deferred(lambda _: self.cancelled.append(key))
+        self.deferreds.setdefault(key, []).append(d)
+        return d
+
+    def fire(self, key, result):
+        [d] = [d for d in self.deferreds[key] if not d.called]
+        if isinstance(result, BaseException):
+            d.errback(Failure(result))
+        else:
+            d.callback(result)
+
+    def outstanding(self):
+        return [key for key, ds in self.deferreds.items() for d in ds if not d.called]
+
+
+class FakeThreads:
+    """
+    run_in_thread for tests: records each piece of work; the test ends it
+    (as its thread would) with finish().
+    """
+
+    def __init__(self):
+        self.work = []  # [(f, Deferred)]
+
+    def __call__(self, f):
+        d = Deferred()
+        self.work.append((f, d))
+        return d
+
+    def running(self):
+        return [d for _f, d in self.work if not d.called]
+
+    def finish(self, index=0):
+        """Run the index-th unfinished piece of work and hand back its outcome."""
+        f, d = [(f, d) for f, d in self.work if not d.called][index]
+        try:
+            result = f()
+        except Exception:
+            d.errback(Failure())
+        else:
+            d.callback(result)

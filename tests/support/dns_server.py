@@ -21,8 +21,6 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.names import authority, common, dns, server
 
-__all__ = ["DNSTestServer", "start_dns_server"]
-
 
 class _Fail(Exception):
     """Raised by the authority for a name configured to fail (SERVFAIL)."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from twisted.internet import error
+import socket
+
+from dns_fakes import FakeThreads
+from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.protocol import Protocol
@@ -14,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from portofcall_xmpp.connect import Connector, describe_connect_failure
 from portofcall_xmpp.errors import ConnectError, DestinationBlocked, DNSError
 from portofcall_xmpp.policy import Policy
+from portofcall_xmpp.resolve import Slots, SystemResolver
 
 
 class FakeResolver:
@@ -255,6 +259,29 @@ class ConnectorTests(SynchronousTestCase):
         d.cancel()
         self.failureResultOf(d, CancelledError)
         self.assertEqual(self.resolver.cancelled, ["slow.example"])
+        self.assertEqual(self.dialled(), [])
+        self.assertClean()
+
+    def test_deadline_abandons_system_lookup(self):
+        """Through the system resolver: the probe's deadline (a cancel) abandons a lookup
+        stuck in getaddrinfo at once, nothing is dialled, and the late answer is dropped
+        (its address never reaches the policy or the dialler)."""
+        threads = FakeThreads()
+        slots = Slots(1, 0)
+        system = SystemResolver(
+            threads, slots, lambda *a: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("8.8.8.8", 0))]
+        )
+        connector = Connector(self.reactor, system, Policy(), 5.0)
+        d = connector.connect("stuck.example", 5222, self.proto)
+        d.addTimeout(5, self.reactor)
+        self.reactor.advance(5)
+        self.failureResultOf(d, defer.TimeoutError)
+        self.assertEqual((system.abandoned, slots.held), (1, 1))
+        # The one thread is stuck: the next probe by name is refused at once, not queued.
+        refused = connector.connect("next.example", 5222, self.proto)
+        self.assertIn("busy", str(self.failureResultOf(refused, DNSError).value))
+        threads.finish()
+        self.assertEqual((system.abandoned, slots.held), (0, 0))
         self.assertEqual(self.dialled(), [])
         self.assertClean()
 

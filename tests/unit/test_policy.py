@@ -1,116 +1,26 @@
-"""Tests for portofcall_xmpp.policy: IP literals, the special-range table, the policy."""
+"""Tests for portofcall_xmpp.policy: the special-range table and the policy."""
 
 from __future__ import annotations
 
 import ipaddress
-import platform
-import socket
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from portofcall_xmpp.errors import DestinationBlocked
+from portofcall_xmpp.names import parse_ip_literal
 from portofcall_xmpp.policy import (
     SPECIAL_RANGES,
     Policy,
     is_global,
-    parse_ip_literal,
     special_range,
 )
 
 ip = ipaddress.ip_address
 
 
-class ParseIPLiteralTests(SynchronousTestCase):
-    def test_standard_literals(self):
-        """Dotted-quad IPv4 and IPv6 (bare or bracketed) parse to their address."""
-        self.assertEqual(parse_ip_literal("8.8.8.8"), ip("8.8.8.8"))
-        self.assertEqual(parse_ip_literal("2606:4700::1111"), ip("2606:4700::1111"))
-        self.assertEqual(parse_ip_literal("[2606:4700::1111]"), ip("2606:4700::1111"))
-        self.assertEqual(parse_ip_literal("[::1]"), ip("::1"))
-        self.assertEqual(parse_ip_literal("::FFFF:127.0.0.1"), ip("::ffff:7f00:1"))
-
-    def test_legacy_ipv4_spellings(self):
-        """Every numeric spelling inet_aton accepts parses to the address it means."""
-        cases = {
-            "2130706433": "127.0.0.1",
-            "127.1": "127.0.0.1",
-            "127.0.1": "127.0.0.1",
-            "0x7f.1": "127.0.0.1",
-            "0X7F.0X0.0X0.0X1": "127.0.0.1",
-            "0177.0.0.1": "127.0.0.1",
-            "0177.1": "127.0.0.1",
-            "0x7f000001": "127.0.0.1",
-            "017700000001": "127.0.0.1",
-            "0x00000000000000007f.1": "127.0.0.1",
-            "000000000000000000000177.1": "127.0.0.1",
-            "010.0.0.1": "8.0.0.1",
-            "0": "0.0.0.0",
-            "0x0": "0.0.0.0",
-            "4294967295": "255.255.255.255",
-            "10.0xffff": "10.0.255.255",
-            "192.168.65535": "192.168.255.255",
-            "1.16777215": "1.255.255.255",
-            "167772161": "10.0.0.1",
-        }
-        for text, expected in cases.items():
-            self.assertEqual(parse_ip_literal(text), ip(expected), text)
-
-    def test_trailing_dot(self):
-        """One trailing dot keeps a numeric spelling a literal (it is never sent to DNS)."""
-        self.assertEqual(parse_ip_literal("127.0.0.1."), ip("127.0.0.1"))
-        self.assertEqual(parse_ip_literal("2130706433."), ip("127.0.0.1"))
-        self.assertIsNone(parse_ip_literal("127.0.0.1.."))
-
-    def test_dns_names_are_not_literals(self):
-        """DNS names, including all-numeric-looking ones inet_aton rejects, return None."""
-        for text in [
-            "example.com",
-            "xmpp.example.org.",
-            "localhost",
-            "1.2.3.4.5",
-            "1.2.3.256",
-            "256.1",
-            "1.2.65536",
-            "1.16777216",
-            "4294967296",
-            "0x100000000",
-            "08",
-            "09.1.1.1",
-            "0x",
-            "0x.1",
-            "1..1",
-            ".1",
-            ".",
-            "",
-            "0xg",
-            "1e3",
-            "+1",
-            "-1",
-            " 127.0.0.1",
-            "127.0.0.1 ",
-            "１２７.0.0.1",
-            "9" * 5000,
-        ]:
-            self.assertIsNone(parse_ip_literal(text), repr(text))
-
-    def test_zone_ids_and_bad_brackets_are_refused(self):
-        """Zone identifiers, brackets around non-IPv6 and unbalanced brackets are not literals."""
-        for text in [
-            "fe80::1%eth0",
-            "[fe80::1%25eth0]",
-            "[fe80::1%eth0]",
-            "[127.0.0.1]",
-            "[example.com]",
-            "[::1",
-            "::1]",
-            "[]",
-            ":::",
-            "1::2::3",
-        ]:
-            self.assertIsNone(parse_ip_literal(text), repr(text))
-
+class LiteralPolicyTests(SynchronousTestCase):
     @given(st.integers(0, 2**24 - 1))
     def test_loopback_as_integer_is_blocked(self, offset):
         """Every 127/8 address spelled as one decimal, hex or octal integer is blocked."""
@@ -119,30 +29,6 @@ class ParseIPLiteralTests(SynchronousTestCase):
             addr = parse_ip_literal(text)
             self.assertEqual(addr, ipaddress.IPv4Address(value))
             self.assertRaises(DestinationBlocked, Policy().check, addr)
-
-    @given(
-        st.lists(
-            st.one_of(
-                st.integers(0, 2**32).map(str),
-                st.integers(0, 2**32).map(hex),
-                st.integers(0, 2**32).map(lambda n: "0" + format(n, "o")),
-                st.text("0123456789abcdefxX", max_size=12),
-            ),
-            min_size=1,
-            max_size=5,
-        ).map(".".join)
-    )
-    def test_agrees_with_inet_aton(self, text):
-        """On glibc, the IPv4 spellings accepted are inet_aton's (plus one trailing dot)."""
-        if platform.libc_ver()[0] != "glibc":
-            return
-        # One trailing dot is accepted on purpose (see test_trailing_dot).
-        bare = text[:-1] if text.endswith(".") and not text.endswith("..") else text
-        try:
-            expected = ipaddress.IPv4Address(socket.inet_aton(bare))
-        except OSError:
-            expected = None
-        self.assertEqual(parse_ip_literal(text), expected)
 
 
 BLOCKED = {
@@ -161,6 +47,8 @@ BLOCKED = {
     "192.0.0.1": "IETF protocol assignment",
     "192.0.0.9": "IETF protocol assignment",
     "192.0.2.1": "documentation",
+    "192.88.99.1": "deprecated 6to4 relay anycast",
+    "192.88.99.255": "deprecated 6to4 relay anycast",
     "192.168.1.1": "private (RFC 1918)",
     "198.18.0.1": "benchmarking",
     "198.19.255.255": "benchmarking",
@@ -208,6 +96,8 @@ ALLOWED = [
     "172.32.0.0",
     "192.0.1.255",
     "192.0.3.0",
+    "192.88.98.255",
+    "192.88.100.0",
     "198.17.255.255",
     "198.20.0.0",
     "223.255.255.255",
@@ -404,3 +294,16 @@ class PolicyTests(SynchronousTestCase):
             "Destination 0.0.0.0 is not allowed: unspecified ('this network', 0.0.0.0/8) "
             "addresses are never allowed as destinations",
         )
+
+
+class SixToFourRelayTests(SynchronousTestCase):
+    def test_relay_anycast_refused_in_every_spelling(self):
+        """192.88.99.0/24 (6to4 relay anycast, RFC 7526) is refused by default, also
+        IPv4-mapped, as 6to4, and in a legacy IPv4 spelling; --allow-private allows it."""
+        for text in ["192.88.99.1", "::ffff:192.88.99.1", "2002:c058:6301::1", "3227017985"]:
+            addr = parse_ip_literal(text)
+            exc = self.assertRaises(DestinationBlocked, Policy().check, addr)
+            self.assertIn("6to4 relay anycast", str(exc), text)
+            self.assertIn("--allow-private", str(exc), text)
+            self.assertFalse(is_global(addr), text)
+            Policy(allow_private=True).check(addr)

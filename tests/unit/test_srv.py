@@ -1,43 +1,37 @@
-"""Tests for portofcall_xmpp.srv: RFC 2782 order, the SRV lookup flow, and its resolver."""
+"""Tests for portofcall_xmpp.srv (RFC 2782 order and the SRV lookup) and its JSON
+(render_srv); the SRV resolver itself is tested in test_resolve.py."""
 
 from __future__ import annotations
 
 import random
-import shutil
-import struct
-import tempfile
 from collections import Counter
-from pathlib import Path
 
 import pytest_twisted
-from dns_fakes import UDPMemoryReactor, last_query
+from dns_fakes import FakeThreads, Pending
 from dns_server import start_dns_server
-from twisted.internet import defer
-from twisted.internet.address import IPv4Address
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.names import dns
-from twisted.names import error as dns_error
 from twisted.names.server import DNSServerFactory
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from portofcall_xmpp import flows
 from portofcall_xmpp.errors import DNSError, FlowTimeout, ProbeTimeout
 from portofcall_xmpp.policy import Policy
-from portofcall_xmpp.resolve import DNSServerResolver
-from portofcall_xmpp.srv import (
-    DNSSRVResolver,
+from portofcall_xmpp.render_srv import to_json
+from portofcall_xmpp.resolve import (
+    PER_PROBE_CONCURRENT,
+    PER_PROBE_HOSTS,
+    DNSServerResolver,
+    Slots,
     SRVLookupFailed,
     SRVNameNotFound,
     SRVRecord,
-    lookup,
+    SystemResolver,
     make_srv_resolver,
-    order_records,
-    read_resolv_conf,
-    to_json,
 )
+from portofcall_xmpp.srv import lookup, order_records
+from portofcall_xmpp.validate import SRVRequest
 
 NAMES = {
     "xmpp-client": "_xmpp-client._tcp.example.com",
@@ -56,45 +50,13 @@ PRIVATE = "10.0.0.7"
 # Fakes
 
 
-def scratch_path(case):
-    """A path in a fresh temporary directory removed after the test (not in the cwd)."""
-    directory = tempfile.mkdtemp(prefix="portofcall-srv-")
-    case.addCleanup(shutil.rmtree, directory)
-    return str(Path(directory) / "resolv.conf")
-
-
-class Pending:
-    """Deferreds handed out by a fake, by key, each recording its cancellation."""
-
-    def __init__(self):
-        self.calls = []
-        self.deferreds = {}
-        self.cancelled = []
-
-    def new(self, key):
-        self.calls.append(key)
-        d = Deferred(lambda _: self.cancelled.append(key))
-        self.deferreds.setdefault(key, []).append(d)
-        return d
-
-    def fire(self, key, result):
-        [d] = [d for d in self.deferreds[key] if not d.called]
-        if isinstance(result, BaseException):
-            d.errback(Failure(result))
-        else:
-            d.callback(result)
-
-    def outstanding(self):
-        return [key for key, ds in self.deferreds.items() for d in ds if not d.called]
-
-
 class FakeSRVResolver(Pending):
-    def lookup_srv(self, name):
+    def lookup_srv(self, name, budget=None):
         return self.new(name)
 
 
 class FakeAddressResolver(Pending):
-    def resolve(self, host):
+    def resolve(self, host, budget=None):
         return self.new(host)
 
 
@@ -125,21 +87,33 @@ def no_address(host, reason="no such domain (NXDOMAIN)"):
 
 
 class Harness:
-    """lookup() over fake resolvers and a Clock."""
+    """
+    lookup() over fake resolvers and a Clock; with C{timeout}, the /srv flow
+    (flows.srv), which gives the lookup its overall timeout.
+    """
 
-    def __init__(self, domain="example.com", *, timeout=10, policy=None, choose=None):
+    def __init__(self, domain="example.com", *, timeout=None, policy=None, choose=None):
         self.clock = Clock()
         self.srv = FakeSRVResolver()
         self.addresses = FakeAddressResolver()
-        self.d = lookup(
-            self.srv,
-            self.addresses,
-            domain,
-            clock=self.clock,
-            timeout=timeout,
-            policy=policy or Policy(),
-            choose=choose or random.Random(0),
-        )
+        if timeout is None:
+            self.d = lookup(
+                self.srv,
+                self.addresses,
+                domain,
+                clock=self.clock,
+                policy=policy or Policy(),
+                choose=choose or random.Random(0),
+            )
+        else:
+            env = flows.Environment(
+                connect=None,
+                clock=self.clock,
+                resolver=self.addresses,
+                srv_resolver=self.srv,
+                policy=policy or Policy(),
+            )
+            self.d = flows.srv(env, SRVRequest(domain=domain, timeout=timeout))
 
 
 # ---------------------------------------------------------------------------
@@ -498,11 +472,12 @@ class LookupTests(SynchronousTestCase):
         h.clock.advance(4.999)
         self.assertNoResult(h.d)
         h.clock.advance(0.001)
-        f = self.failureResultOf(h.d, FlowTimeout)
-        self.assertIsInstance(f.value, ProbeTimeout)
-        self.assertEqual(f.value.error_type, "timeout")
+        error = self.failureResultOf(h.d, flows.Failed).value.error
+        self.assertIsInstance(error, FlowTimeout)
+        self.assertIsInstance(error, ProbeTimeout)
+        self.assertEqual(error.error_type, "timeout")
         self.assertEqual(
-            str(f.value), "Connection timeout: the SRV lookup did not finish within 5000 ms"
+            str(error), "Connection timeout: the SRV lookup did not finish within 5000 ms"
         )
         self.assertEqual(
             sorted(h.srv.cancelled), sorted([NAMES["xmpp-server"], NAMES["xmpps-server"]])
@@ -516,7 +491,7 @@ class LookupTests(SynchronousTestCase):
         for name in NAMES.values():
             h.srv.fire(name, [])
         h.clock.advance(3)
-        self.failureResultOf(h.d, FlowTimeout)
+        self.assertIsInstance(self.failureResultOf(h.d, flows.Failed).value.error, FlowTimeout)
         self.assertEqual(h.addresses.cancelled, ["example.com"])
         self.assertNothingLeft(h)
 
@@ -586,359 +561,75 @@ class LookupTests(SynchronousTestCase):
 
 
 # ---------------------------------------------------------------------------
-# DNSSRVResolver over a fake IResolver
+# The bounds of one lookup
 
 
-def rr(name, payload):
-    return dns.RRHeader(name, payload.TYPE, dns.IN, 60, payload)
+class BoundsTests(SynchronousTestCase):
+    def test_target_cap(self):
+        """At most PER_PROBE_HOSTS distinct hosts are resolved, PER_PROBE_CONCURRENT at a
+        time; the records past the cap are reported unresolved, saying why."""
+        h = Harness()
+        targets = [f"t{i:02d}.example.com" for i in range(PER_PROBE_HOSTS + 8)]
+        for name in list(NAMES.values())[1:]:
+            h.srv.fire(name, nx(name))
+        h.srv.fire(NAMES["xmpp-client"], [srv(0, 0, 5222, t) for t in targets])
+        most = 0
+        while h.addresses.outstanding():
+            most = max(most, len(h.addresses.outstanding()))
+            h.addresses.fire(h.addresses.outstanding()[0], [PUBLIC])
+        self.assertEqual(most, PER_PROBE_CONCURRENT)
+        self.assertEqual(len(h.addresses.calls), PER_PROBE_HOSTS)
+        services = to_json(self.successResultOf(h.d))["services"]
+        records = services["xmpp-client"]["records"]
+        self.assertEqual(len(records), PER_PROBE_HOSTS + 8)
+        resolved = [r for r in records if r["addresses"]]
+        capped = [r for r in records if not r["addresses"]]
+        # The fallback (example.com, for xmpp-server) is one of the hosts.
+        self.assertEqual(len(resolved), PER_PROBE_HOSTS - 1)
+        for record in capped:
+            self.assertEqual(
+                record["error"],
+                f"DNS lookup failed for {record['target']}: not resolved: more than "
+                f"{PER_PROBE_HOSTS} hosts in one request",
+            )
+        self.assertEqual(services["xmpp-server"]["fallback"]["addresses"][0]["address"], PUBLIC)
 
-
-def srv_rr(name, priority, weight, port, target):
-    return rr(name, dns.Record_SRV(priority, weight, port, target))
-
-
-def cname(name, alias):
-    return rr(name, dns.Record_CNAME(alias))
-
-
-class FakeIResolver(Pending):
-    def lookupService(self, name, timeout=None):
-        return self.new(name.decode("ascii") if isinstance(name, bytes) else name)
-
-
-class DNSSRVResolverTests(SynchronousTestCase):
-    def setUp(self):
-        self.fake = FakeIResolver()
-        self.resolver = DNSSRVResolver(self.fake)
-
-    def test_records(self):
-        """SRV records of the name are returned as given; records for other names are ignored."""
-        d = self.resolver.lookup_srv("_xmpp-client._tcp.example.com")
-        self.fake.fire(
-            "_xmpp-client._tcp.example.com",
-            (
-                [
-                    srv_rr("_xmpp-client._tcp.example.com", 5, 10, 5222, "xmpp.example.com"),
-                    srv_rr("_XMPP-Client._tcp.Example.com", 10, 0, 5223, "Other.example.com."),
-                    srv_rr("_xmpp-client._tcp.elsewhere.com", 1, 0, 1, "evil.example"),
-                    rr("xmpp.example.com", dns.Record_A("192.0.2.1")),
-                ],
-                [],
-                [],
-            ),
+    def test_deadline_abandons_stuck_system_lookups(self):
+        """Targets whose system lookups never return: the request holds only
+        PER_PROBE_CONCURRENT threads; at its deadline it fails with a timeout, its lookups
+        are abandoned (counted, still holding their threads, answers dropped), and another
+        caller's lookup still gets a thread and completes."""
+        clock = Clock()
+        threads = FakeThreads()
+        slots = Slots(PER_PROBE_CONCURRENT + 1, 10)
+        system = SystemResolver(threads, slots, lambda *a: [])
+        srv_resolver = FakeSRVResolver()
+        env = flows.Environment(
+            connect=None,
+            clock=clock,
+            resolver=system,
+            srv_resolver=srv_resolver,
+            policy=Policy(),
         )
-        self.assertEqual(
-            self.successResultOf(d),
-            [
-                SRVRecord(5, 10, 5222, "xmpp.example.com"),
-                SRVRecord(10, 0, 5223, "Other.example.com"),
-            ],
-        )
-
-    def test_root_target(self):
-        """The root target is reported as "."."""
-        d = self.resolver.lookup_srv("_xmpp-client._tcp.example.com")
-        self.fake.fire(
-            "_xmpp-client._tcp.example.com",
-            ([srv_rr("_xmpp-client._tcp.example.com", 0, 0, 0, b"")], [], []),
-        )
-        self.assertEqual(self.successResultOf(d), [SRVRecord(0, 0, 0, ".")])
-
-    def test_no_records(self):
-        """An answer without SRV records for the name is []."""
-        d = self.resolver.lookup_srv("_xmpp-client._tcp.example.com")
-        self.fake.fire("_xmpp-client._tcp.example.com", ([], [], []))
-        self.assertEqual(self.successResultOf(d), [])
-
-    def test_cname_in_answer(self):
-        """A CNAME chain in the answer is followed to the SRV records."""
-        d = self.resolver.lookup_srv("_xmpp-client._tcp.example.com")
-        self.fake.fire(
-            "_xmpp-client._tcp.example.com",
-            (
-                [
-                    cname("_xmpp-client._tcp.example.com", "_xmpp-client._tcp.hosted.net"),
-                    cname("_xmpp-client._tcp.hosted.net", "srv.hosted.net"),
-                    srv_rr("srv.hosted.net", 0, 0, 5222, "xmpp.hosted.net"),
-                ],
-                [],
-                [],
-            ),
-        )
-        self.assertEqual(self.successResultOf(d), [SRVRecord(0, 0, 5222, "xmpp.hosted.net")])
-
-    def test_cname_requeried(self):
-        """A chain that ends without SRV records is asked again from where it ended."""
-        d = self.resolver.lookup_srv("_xmpp-client._tcp.example.com")
-        self.fake.fire(
-            "_xmpp-client._tcp.example.com",
-            ([cname("_xmpp-client._tcp.example.com", "srv.hosted.net")], [], []),
-        )
-        self.assertEqual(self.fake.calls[-1], "srv.hosted.net")
-        self.fake.fire("srv.hosted.net", ([srv_rr("srv.hosted.net", 0, 0, 1, "x.net")], [], []))
-        self.assertEqual(self.successResultOf(d), [SRVRecord(0, 0, 1, "x.net")])
-
-    def test_cname_loop(self):
-        """A CNAME loop fails after the longest chain allowed."""
-        d = self.resolver.lookup_srv("a.example")
-        self.fake.fire(
-            "a.example",
-            ([cname("a.example", "b.example"), cname("b.example", "a.example")], [], []),
-        )
-        f = self.failureResultOf(d, SRVLookupFailed)
-        self.assertIn("CNAME chain longer than", str(f.value))
-
-    def test_nxdomain(self):
-        """NXDOMAIN fails with SRVNameNotFound."""
-        d = self.resolver.lookup_srv("_xmpp-client._tcp.example.com")
-        self.fake.fire("_xmpp-client._tcp.example.com", dns_error.DNSNameError())
-        f = self.failureResultOf(d, SRVNameNotFound)
-        self.assertEqual(
-            str(f.value),
-            "SRV lookup failed for _xmpp-client._tcp.example.com: no such name (NXDOMAIN)",
-        )
-        self.assertEqual(f.value.error_type, "dns")
-
-    def test_errors(self):
-        """Server failures and timeouts fail with SRVLookupFailed, in words; not SRVNameNotFound."""
-        cases = [
-            (dns_error.DNSServerError(), "server failure (SERVFAIL)"),
-            (dns_error.DNSQueryRefusedError(), "query refused (REFUSED)"),
-            (defer.TimeoutError(), "the DNS server did not answer"),
-        ]
-        for error, words in cases:
-            d = self.resolver.lookup_srv("x.example")
-            self.fake.fire("x.example", error)
-            f = self.failureResultOf(d, SRVLookupFailed)
-            self.assertNotIsInstance(f.value, SRVNameNotFound)
-            self.assertEqual(str(f.value), f"SRV lookup failed for x.example: {words}")
-
-    def test_cancel(self):
-        """Cancelling cancels the query in flight."""
-        d = self.resolver.lookup_srv("x.example")
-        d.cancel()
-        self.failureResultOf(d, CancelledError)
-        self.assertEqual(self.fake.cancelled, ["x.example"])
-
-
-# ---------------------------------------------------------------------------
-# make_srv_resolver: the real twisted.names client over a fake reactor
-
-
-def response_to(query, answers=(), rcode=dns.OK, trunc=False):
-    response = dns.Message(id=query.id, answer=1, rCode=rcode, trunc=trunc)
-    response.queries = query.queries
-    response.answers = list(answers)
-    return response
-
-
-def udp_reply(port, answers=(), rcode=dns.OK, trunc=False):
-    query, addr = last_query(port)
-    port.protocol.datagramReceived(response_to(query, answers, rcode, trunc).toStr(), addr)
-
-
-def tcp_connect(reactor):
-    """Connect the last connectTCP; return (protocol, transport, query message)."""
-    host, port, factory, _timeout, _bind = reactor.tcpClients[-1]
-    proto = factory.buildProtocol(IPv4Address("TCP", host, port))
-    transport = StringTransport()
-    proto.makeConnection(transport)
-    data = transport.value()
-    (length,) = struct.unpack("!H", data[:2])
-    query = dns.Message()
-    query.fromStr(data[2 : 2 + length])
-    return proto, transport, query
-
-
-def tcp_reply(proto, query, answers=(), rcode=dns.OK):
-    data = response_to(query, answers, rcode).toStr()
-    proto.dataReceived(struct.pack("!H", len(data)) + data)
-
-
-NAME = "_xmpp-client._tcp.example.com"
-
-
-class MakeSRVResolverTests(SynchronousTestCase):
-    def setUp(self):
-        self.reactor = UDPMemoryReactor()
-        self.resolver = make_srv_resolver(self.reactor, ("192.0.2.53", 5353), timeout=(1, 3))
-
-    def assertNothingLeft(self):
-        self.assertEqual(self.reactor.getDelayedCalls(), [])
-        self.assertEqual(self.reactor.listening(), [])
-
-    def test_no_timer_at_rest(self):
-        """Building the resolver schedules nothing (no resolv.conf re-read timer)."""
-        self.assertNothingLeft()
-        resolver = make_srv_resolver(self.reactor, None, resolv_conf=scratch_path(self))
-        self.assertIsNotNone(resolver)
-        self.assertNothingLeft()
-
-    def test_query_over_udp(self):
-        """The SRV question goes to the configured server; the answer comes back as records."""
-        d = self.resolver.lookup_srv(NAME)
-        [port] = self.reactor.listening()
-        query, addr = last_query(port)
-        self.assertEqual(addr, ("192.0.2.53", 5353))
-        self.assertEqual(query.queries, [dns.Query(NAME, dns.SRV, dns.IN)])
-        udp_reply(port, [srv_rr(NAME, 0, 5, 5222, "xmpp.example.com")])
-        self.assertEqual(self.successResultOf(d), [SRVRecord(0, 5, 5222, "xmpp.example.com")])
-        self.assertNothingLeft()
-
-    def test_nxdomain_and_servfail(self):
-        """NXDOMAIN and SERVFAIL from the wire are told apart."""
-        d = self.resolver.lookup_srv(NAME)
-        udp_reply(self.reactor.listening()[0], rcode=dns.ENAME)
-        self.failureResultOf(d, SRVNameNotFound)
-        d = self.resolver.lookup_srv(NAME)
-        udp_reply(self.reactor.listening()[0], rcode=dns.ESERVER)
-        f = self.failureResultOf(d, SRVLookupFailed)
-        self.assertNotIsInstance(f.value, SRVNameNotFound)
-        self.assertIn("SERVFAIL", str(f.value))
-        self.assertNothingLeft()
-
-    def test_no_answer(self):
-        """A server that never answers fails once every try has timed out."""
-        d = self.resolver.lookup_srv(NAME)
-        self.reactor.advance(1)
-        self.assertNoResult(d)
-        self.reactor.advance(3)
-        f = self.failureResultOf(d, SRVLookupFailed)
-        self.assertEqual(
-            str(f.value), f"SRV lookup failed for {NAME}: the DNS server did not answer"
-        )
-        self.assertNothingLeft()
-
-    def test_cancel_udp(self):
-        """Cancelling over UDP removes the retry timer and closes the port."""
-        d = self.resolver.lookup_srv(NAME)
-        self.reactor.advance(1)  # the retry is in flight
-        d.cancel()
-        self.failureResultOf(d, CancelledError)
-        self.assertNothingLeft()
-
-    def test_truncated_retried_over_tcp(self):
-        """A truncated UDP answer is asked again over TCP, to the same server, on a connection."""
-        d = self.resolver.lookup_srv(NAME)
-        udp_reply(self.reactor.listening()[0], trunc=True)
-        [(host, port, _factory, _timeout, _bind)] = self.reactor.tcpClients
-        self.assertEqual((host, port), ("192.0.2.53", 5353))
-        proto, transport, query = tcp_connect(self.reactor)
-        self.assertEqual(query.queries, [dns.Query(NAME, dns.SRV, dns.IN)])
-        self.assertNoResult(d)
-        tcp_reply(
-            proto, query, [srv_rr(NAME, 0, 0, 5222, f"xmpp{i}.example.com") for i in range(3)]
-        )
-        self.assertEqual(len(self.successResultOf(d)), 3)
-        self.assertTrue(transport.disconnecting)
-        self.assertNothingLeft()
-
-    def test_tcp_timeout(self):
-        """No answer over TCP fails (not retried over UDP) and closes the connection."""
-        d = self.resolver.lookup_srv(NAME)
-        udp_reply(self.reactor.listening()[0], trunc=True)
-        _proto, transport, _query = tcp_connect(self.reactor)
-        self.reactor.advance(4)  # sum of the UDP timeouts
-        f = self.failureResultOf(d, SRVLookupFailed)
-        self.assertIn("did not answer over TCP", str(f.value))
-        self.assertTrue(transport.disconnecting)
-        self.assertEqual(len(self.reactor.udp), 1)
-        self.assertNothingLeft()
-
-    def test_tcp_connection_failed(self):
-        """A refused TCP connection fails with SRVLookupFailed."""
-        d = self.resolver.lookup_srv(NAME)
-        udp_reply(self.reactor.listening()[0], trunc=True)
-        [(_host, _port, factory, _timeout, _bind)] = self.reactor.tcpClients
-        factory.clientConnectionFailed(
-            self.reactor.connectors[-1], Failure(ConnectionRefusedError())
-        )
-        f = self.failureResultOf(d, SRVLookupFailed)
-        self.assertIn("TCP connection to the DNS server failed", str(f.value))
-        self.assertNothingLeft()
-
-    def test_tcp_closed_early(self):
-        """The server closing the TCP connection before answering fails the lookup."""
-        d = self.resolver.lookup_srv(NAME)
-        udp_reply(self.reactor.listening()[0], trunc=True)
-        proto, _transport, _query = tcp_connect(self.reactor)
-        proto.connectionLost(Failure(ConnectionRefusedError()))
-        f = self.failureResultOf(d, SRVLookupFailed)
-        self.assertIn("closed the TCP connection", str(f.value))
-        self.assertNothingLeft()
-
-    def test_cancel_while_connecting(self):
-        """Cancelling before the TCP connection is made stops connecting."""
-        d = self.resolver.lookup_srv(NAME)
-        udp_reply(self.reactor.listening()[0], trunc=True)
-        d.cancel()
-        self.failureResultOf(d, CancelledError)
-        self.assertTrue(self.reactor.connectors[-1]._disconnected)
-        self.assertNothingLeft()
-
-    def test_cancel_over_tcp(self):
-        """Cancelling while the TCP query is pending aborts the connection and removes its timer."""
-        d = self.resolver.lookup_srv(NAME)
-        udp_reply(self.reactor.listening()[0], trunc=True)
-        _proto, transport, _query = tcp_connect(self.reactor)
-        self.assertNotEqual(self.reactor.getDelayedCalls(), [])
-        d.cancel()
-        self.failureResultOf(d, CancelledError)
-        self.assertTrue(transport.disconnecting)
-        self.assertNothingLeft()
-
-    def test_server_must_be_an_address(self):
-        """--dns-server takes an IP address."""
-        self.assertRaises(ValueError, make_srv_resolver, self.reactor, ("dns.example", 53))
-
-    def test_ipv6_server(self):
-        """An IPv6 server is asked from an IPv6 socket."""
-        resolver = make_srv_resolver(self.reactor, ("2001:db8::53", 53))
-        d = resolver.lookup_srv(NAME)
-        [port] = self.reactor.listening()
-        self.assertEqual(port.interface, "::")
-        self.assertEqual(last_query(port)[1], ("2001:db8::53", 53))
-        d.cancel()
-        self.failureResultOf(d, CancelledError)
-        self.assertNothingLeft()
-
-
-class ResolvConfTests(SynchronousTestCase):
-    def write(self, text):
-        path = scratch_path(self)
-        with open(path, "w") as f:
-            f.write(text)
-        return path
-
-    def test_nameservers(self):
-        """Each nameserver line in order, on port 53; comments, options, non-addresses skipped."""
-        path = self.write(
-            "# generated\n"
-            "search example.com\n"
-            "nameserver 192.0.2.1\n"
-            ";nameserver 192.0.2.9\n"
-            "nameserver dns.example\n"
-            "options ndots:2\n"
-            "nameserver 2001:db8::1  # v6\n"
-        )
-        self.assertEqual(read_resolv_conf(path), [("192.0.2.1", 53), ("2001:db8::1", 53)])
-
-    def test_default(self):
-        """No file, or no nameserver in it, means 127.0.0.1:53."""
-        self.assertEqual(read_resolv_conf(scratch_path(self)), [("127.0.0.1", 53)])
-        self.assertEqual(read_resolv_conf(self.write("search x\n")), [("127.0.0.1", 53)])
-
-    def test_system_resolver_asks_resolv_conf(self):
-        """Without --dns-server, questions go to resolv.conf's first name server."""
-        reactor = UDPMemoryReactor()
-        path = self.write("nameserver 192.0.2.7\nnameserver 192.0.2.8\n")
-        resolver = make_srv_resolver(reactor, None, resolv_conf=path)
-        d = resolver.lookup_srv(NAME)
-        [port] = reactor.listening()
-        self.assertEqual(last_query(port)[1], ("192.0.2.7", 53))
-        udp_reply(port, [])
-        self.assertEqual(self.successResultOf(d), [])
-        self.assertEqual(reactor.getDelayedCalls(), [])
+        d = flows.srv(env, SRVRequest(domain="example.com", timeout=5))
+        targets = [f"never{i:02d}.example.com" for i in range(60)]
+        srv_resolver.fire(NAMES["xmpp-client"], [srv(0, 0, 5222, t) for t in targets])
+        self.assertEqual(len(threads.running()), PER_PROBE_CONCURRENT)
+        clock.advance(5)
+        error = self.failureResultOf(d, flows.Failed).value.error
+        self.assertIsInstance(error, FlowTimeout)
+        self.assertEqual(len(srv_resolver.outstanding()), 0)
+        self.assertEqual(system.abandoned, PER_PROBE_CONCURRENT)
+        self.assertEqual((slots.held, slots.queued), (PER_PROBE_CONCURRENT, 0))
+        self.assertEqual(len(threads.work), PER_PROBE_CONCURRENT)  # no other target started
+        other = system.resolve("other.example")
+        self.assertEqual(len(threads.running()), PER_PROBE_CONCURRENT + 1)
+        threads.finish(PER_PROBE_CONCURRENT)
+        self.failureResultOf(other, DNSError)  # the stand-in knows no address
+        for _ in range(PER_PROBE_CONCURRENT):
+            threads.finish()  # the stuck lookups return at last: dropped
+        self.assertEqual((system.abandoned, slots.held), (0, 0))
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 # ---------------------------------------------------------------------------
@@ -965,7 +656,9 @@ async def test_real_dns_server():
         b"example.test": [dns.Record_A("192.0.2.1")],
         # Too many records for 512 octets: answered over TCP.
         b"_xmpp-client._tcp.big.example.test": [
-            dns.Record_SRV(0, 1, 5222, b"host-%02d.with-a-rather-long-name.example.test" % i)
+            dns.Record_SRV(
+                0, 1, 5222, f"host-{i:02d}.with-a-rather-long-name.example.test".encode()
+            )
             for i in range(20)
         ],
     }
@@ -984,7 +677,6 @@ async def test_real_dns_server():
             addresses,
             "example.test",
             clock=reactor,
-            timeout=10,
             policy=Policy(),
             choose=random.Random(1),
         )
@@ -1018,7 +710,6 @@ async def test_real_dns_server():
             addresses,
             "big.example.test",
             clock=reactor,
-            timeout=10,
             policy=Policy(allow_private=True),
         )
         services = to_json(report)["services"]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from portofcall_xmpp.errors import RequestError
-from portofcall_xmpp.policy import parse_ip_literal
+from portofcall_xmpp.names import parse_ip_literal
 from portofcall_xmpp.validate import (
     AUTH_TLS_MODES,
     CHANNEL_BINDINGS,
