@@ -39,7 +39,8 @@ import attrs
 import yaml
 
 from .errors import RequestError
-from .validate import InvalidJID, check_domain, parse_jid
+from .names import InvalidJID, parse_jid
+from .validate import check_domain
 
 PROBERS = ("c2s", "s2s", "login", "ping")
 IP_VERSIONS = {"ipv4": 4, "ipv6": 6}
