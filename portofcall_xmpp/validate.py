@@ -51,35 +51,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Protocol
 
 import attrs
 import idna
 import precis_i18n
 
-from portofcall_xmpp.errors import RequestError
-from portofcall_xmpp.policy import parse_ip_literal
-
-__all__ = [
-    "AUTH_TLS_MODES",
-    "CHANNEL_BINDINGS",
-    "CONNECT_TLS_MODES",
-    "MECHANISMS",
-    "MESSAGE_TYPES",
-    "AuthRequest",
-    "ConnectRequest",
-    "InvalidJID",
-    "JID",
-    "MessageRequest",
-    "check_domain",
-    "check_host",
-    "check_port",
-    "parse_auth",
-    "parse_connect",
-    "parse_jid",
-    "parse_login",
-    "parse_message",
-    "parse_roster",
-]
+from .errors import RequestError
+from .policy import parse_ip_literal
 
 DEFAULT_PORT = 5222
 DIRECT_TLS_PORT = 5223
@@ -92,6 +71,7 @@ LOGIN_TIMEOUT = 15.0
 ROSTER_TIMEOUT = 20.0
 MESSAGE_TIMEOUT = 20.0
 DEFAULT_WAIT = 2.0
+SRV_TIMEOUT = 20.0
 
 MAX_TIMEOUT_MS = 120000
 MAX_WAIT_MS = 30000
@@ -142,6 +122,22 @@ def _default_tls(request) -> str:
     return "direct" if request.port == DIRECT_TLS_PORT else "auto"
 
 
+class ProbeRequest(Protocol):
+    """What every request class gives the web layer, whatever its endpoint."""
+
+    @property
+    def target(self) -> str:
+        """Where the probe goes, for the log line: C{host:port}, or the domain looked up."""
+
+    @property
+    def transcript(self) -> bool:
+        """Whether the answer carries the wire transcript."""
+
+
+def _host_port(request) -> str:
+    return f"{request.host}:{request.port}"
+
+
 @attrs.frozen(kw_only=True)
 class ConnectRequest:
     """
@@ -160,14 +156,20 @@ class ConnectRequest:
     tls: str = attrs.field(default=attrs.Factory(_default_tls, takes_self=True))
     transcript: bool = False
 
+    target = property(_host_port)
+
 
 @attrs.frozen(kw_only=True)
 class SRVRequest:
     """An C{/srv} lookup: the SRV records of C{domain} (a DNS name, not an IP)."""
 
     domain: str
-    timeout: float = 20.0
+    timeout: float = SRV_TIMEOUT
     transcript: bool = False
+
+    @property
+    def target(self) -> str:
+        return self.domain
 
 
 @attrs.frozen(kw_only=True)
@@ -183,9 +185,11 @@ class S2SRequest:
     port: int = S2S_PORT
     domain: str
     from_: str | None = None
-    timeout: float = 10.0
+    timeout: float = CONNECT_TIMEOUT
     tls: str = "auto"
     transcript: bool = False
+
+    target = property(_host_port)
 
 
 @attrs.frozen(kw_only=True)
@@ -216,6 +220,8 @@ class AuthRequest:
     channel_binding: str | None = None
     transcript: bool = False
 
+    target = property(_host_port)
+
     @property
     def jid(self) -> JID:
         """The bare JID the probe logs in as."""
@@ -237,6 +243,14 @@ class MessageRequest:
     type: str = "chat"
     receipt: bool = False
     wait: float = DEFAULT_WAIT
+
+    @property
+    def target(self) -> str:
+        return self.auth.target
+
+    @property
+    def transcript(self) -> bool:
+        return self.auth.transcript
 
 
 @attrs.frozen
@@ -704,9 +718,6 @@ def parse_connect(body) -> ConnectRequest:
         **_target(body, CONNECT_TIMEOUT, CONNECT_TLS_MODES),
         transcript=_boolean(body, "transcript", False),
     )
-
-
-SRV_TIMEOUT = 20.0
 
 
 def parse_srv(body) -> SRVRequest:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -27,6 +29,7 @@ from xmpp_fakes import (
 )
 
 from portofcall_xmpp import __version__, errors, openapi, validate
+from portofcall_xmpp.endpoints import ENDPOINTS
 from portofcall_xmpp.errors import ConnectError, DestinationBlocked, RequestError
 from portofcall_xmpp.web import MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Api
 
@@ -370,6 +373,31 @@ class DocumentTests(SynchronousTestCase):
             password = self.schemas.request(path)["properties"]["password"]
             self.assertEqual(password["format"], "password")
             self.assertIs(password["writeOnly"], True)
+
+    def test_no_import_cycle(self):
+        """The document is built without the web layer: openapi never imports web."""
+        code = (
+            "import sys, portofcall_xmpp.openapi as o; o.document(); "
+            "print('portofcall_xmpp.web' in sys.modules)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
+        self.assertEqual((out.returncode, out.stdout.strip()), (0, "False"), out.stderr)
+
+    def test_generated_from_the_table(self):
+        """One POST path per row of the endpoint table, with its summary and schemas."""
+        probes = {path: item["post"] for path, item in self.doc["paths"].items() if "post" in item}
+        self.assertEqual(list(probes), [endpoint.path for endpoint in ENDPOINTS])
+        for endpoint in ENDPOINTS:
+            operation = probes[endpoint.path]
+            self.assertEqual(operation["operationId"], endpoint.name)
+            self.assertEqual(operation["summary"], endpoint.summary)
+            answers = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            self.assertEqual(
+                [ref["$ref"].rsplit("/", 1)[1] for ref in answers["oneOf"]],
+                [endpoint.success_schema, endpoint.failure_schema],
+            )
 
     def test_cached(self):
         """Built once: the same object and bytes every time."""

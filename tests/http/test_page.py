@@ -27,6 +27,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from xmpp_fakes import FakeConnector
 
 from portofcall_xmpp import flows, openapi
+from portofcall_xmpp.page import CONTENT_SECURITY_POLICY, STATIC_FILES, static_file
 from portofcall_xmpp.web import Api
 
 BASE = "http://probe.test"
@@ -145,7 +146,7 @@ class ServingTests(PageCase):
         self.assertEqual(self.header(response, "content-type"), "text/html; charset=utf-8")
         self.assertEqual(content.decode("utf-8"), static_text("index.html"))
         csp = self.header(response, "content-security-policy")
-        self.assertEqual(csp, openapi.CONTENT_SECURITY_POLICY)
+        self.assertEqual(csp, CONTENT_SECURITY_POLICY)
         directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
         self.assertEqual(directives["default-src"], "'none'")
         self.assertEqual(directives["script-src"], "'self'")
@@ -157,13 +158,13 @@ class ServingTests(PageCase):
 
     def test_static_files(self):
         """Every known static file is served with its type and the CSP."""
-        for name, content_type in openapi.STATIC_FILES.items():
+        for name, content_type in STATIC_FILES.items():
             response, content = self.get("/static/" + name)
             self.assertEqual(response.code, 200, name)
             self.assertEqual(self.header(response, "content-type"), content_type)
             self.assertEqual(
                 self.header(response, "content-security-policy"),
-                openapi.CONTENT_SECURITY_POLICY,
+                CONTENT_SECURITY_POLICY,
             )
             self.assertEqual(content.decode("utf-8"), static_text(name))
 
@@ -196,7 +197,7 @@ class ServingTests(PageCase):
     def test_static_lookup(self):
         """static_file refuses any name that is not listed."""
         for name in ("../web.py", "/etc/passwd", "static/app.js", "", ".", "app.js\x00"):
-            self.assertIsNone(openapi.static_file(name), name)
+            self.assertIsNone(static_file(name), name)
 
     def test_post_not_allowed(self):
         """POST / is a JSON 405."""
@@ -240,7 +241,7 @@ class PageContentTests(SynchronousTestCase):
         """Forms never submit by GET (a password must never reach a URL)."""
         for form in self.page.forms:
             self.assertEqual(form["attrs"]["method"], "post")
-        self.assertIn("form-action 'none'", openapi.CONTENT_SECURITY_POLICY)
+        self.assertIn("form-action 'none'", CONTENT_SECURITY_POLICY)
 
     def test_no_inline_code_or_external_resources(self):
         """Script and style come from static/; nothing inline, nothing from elsewhere."""
@@ -248,9 +249,9 @@ class PageContentTests(SynchronousTestCase):
             self.assertNotIn("style", attrs, tag)
             self.assertFalse([a for a in attrs if a.startswith("on")], tag)
             if tag == "script":
-                self.assertIn(attrs.get("src", "").removeprefix("static/"), openapi.STATIC_FILES)
+                self.assertIn(attrs.get("src", "").removeprefix("static/"), STATIC_FILES)
             if tag == "link":
-                self.assertIn(attrs["href"].removeprefix("static/"), openapi.STATIC_FILES)
+                self.assertIn(attrs["href"].removeprefix("static/"), STATIC_FILES)
             for name in ("src", "href", "action"):
                 self.assertNotIn("//", attrs.get(name) or "", (tag, name))
         self.assertNotIn("<style", self.text)
