@@ -213,22 +213,32 @@ class PageContentTests(SynchronousTestCase):
         self.text = static_text("index.html")
         self.page = Page(self.text)
 
-    def test_every_endpoint(self):
-        """One form per probe endpoint; links to the document and the health check."""
-        self.assertEqual(
-            sorted("/" + f["attrs"]["data-endpoint"] for f in self.page.forms), sorted(PROBES)
-        )
+    def test_links(self):
+        """Links to the document and the health check; no form before the script runs."""
         hrefs = {attrs.get("href") for tag, attrs in self.page.tags if tag == "a"}
         self.assertLessEqual({"api/openapi.json", "api/health"}, hrefs)
+        self.assertEqual(self.page.forms, [])
 
     def test_groups(self):
-        """Every field group a form names is a <template> on the page, and is used."""
-        named = set()
-        for form in self.page.forms:
-            named.update(filter(None, form["attrs"]["data-groups"].split(",")))
-        self.assertEqual(
-            {"group-" + name for name in named | {"actions"}}, set(self.page.templates)
+        """
+        app.js copies fields from every field group on the page (and the
+        actions), and every field of a group is a field of some endpoint.
+        """
+        script = static_text("app.js")
+        groups = json.loads(
+            script.split("const GROUPS = ", 1)[1].split(";", 1)[0].replace("'", '"')
         )
+        self.assertEqual(
+            {"group-" + name for name in [*groups, "actions"]}, set(self.page.templates)
+        )
+        schemas = Schemas(openapi.document())
+        fields = set()
+        for path in PROBES:
+            fields.update(schemas.request(path)["properties"])
+        names = {
+            attrs["name"] for tag, attrs in self.page.tags if tag in ("input", "select", "textarea")
+        }
+        self.assertLessEqual(names, fields)
 
     def test_no_script_no_probe(self):
         """Without the script (which builds the forms) only the notice shows."""
@@ -238,9 +248,7 @@ class PageContentTests(SynchronousTestCase):
         self.assertIn("hidden", mains[0])
 
     def test_forms_post(self):
-        """Forms never submit by GET (a password must never reach a URL)."""
-        for form in self.page.forms:
-            self.assertEqual(form["attrs"]["method"], "post")
+        """The CSP allows no form submission by the browser itself."""
         self.assertIn("form-action 'none'", CONTENT_SECURITY_POLICY)
 
     def test_no_inline_code_or_external_resources(self):
@@ -372,6 +380,21 @@ class BrowserTests(SynchronousTestCase):
         self.assertNotIn("hidden", tablists[0])
         console = [line for line in self.result.stderr.splitlines() if ":CONSOLE" in line]
         self.assertEqual(console, [])
+
+    def test_every_endpoint(self):
+        """One form per probe endpoint of the document, each posting to it."""
+        self.assertEqual(
+            sorted("/" + f["attrs"]["data-endpoint"] for f in self.dom.forms), sorted(PROBES)
+        )
+        self.assertEqual(
+            [f["attrs"]["id"] for f in self.dom.forms],
+            ["form-" + openapi.document()["paths"][p]["post"]["operationId"] for p in PROBES],
+        )
+
+    def test_forms_post(self):
+        """Forms never submit by GET (a password must never reach a URL)."""
+        for form in self.dom.forms:
+            self.assertEqual(form["attrs"]["method"], "post")
 
     def test_fields(self):
         """Each form has exactly the documented fields, with fitting inputs and limits."""
