@@ -8,9 +8,9 @@ The Klein routes (L{web}), the OpenAPI document (L{openapi}), the page's
 forms (built from that document) and C{twistd portofcall-xmpp --help} are
 generated from L{ENDPOINTS}.
 
-Adding an endpoint: a request class and its parser in L{validate} (and its
-request schema in L{openapi}), a flow in L{flows}, a renderer with its
-response schema in L{render}, and one row here.
+Adding an endpoint: a request class and its parser in L{validate}, with its
+request schema beside the parser, a flow in L{flows}, a renderer with its
+response schema beside it in L{render}, and one row here.
 """
 
 from __future__ import annotations

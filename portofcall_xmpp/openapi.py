@@ -1,10 +1,11 @@
 """
 The OpenAPI 3.1 document of the HTTP API (SPEC §7: C{GET /api/openapi.json}),
 generated from the endpoint table (L{endpoints.ENDPOINTS}): a path per row,
-its request schema (built here from the constants L{validate} enforces:
-defaults, ranges, enumerations), and the response schemas declared beside
-the renderers (L{render.SCHEMAS}).  C{tests/http/test_openapi.py} checks the
-document against the validation code and against real answers.
+with the request schemas declared beside the parsers (L{validate.SCHEMAS},
+from the constants the parsers enforce: defaults, ranges, enumerations) and
+the response schemas beside the renderers (L{render.SCHEMAS}).
+C{tests/http/test_openapi.py} checks the document against the validation
+code and against real answers.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from __future__ import annotations
 import functools
 import json
 
-from . import __version__, validate
+from . import __version__, render, validate
 from .endpoints import ENDPOINTS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Endpoint
 from .page import STATIC_FILES
-from .render import SCHEMAS, ms
-from .schema import obj, ref
+from .schema import ref
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -27,230 +27,6 @@ OPENAPI_VERSION = "3.1.0"
 
 def _response(name: str) -> dict:
     return {"$ref": f"#/components/responses/{name}"}
-
-
-def _timeout(default_seconds: float) -> dict:
-    return {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": validate.MAX_TIMEOUT_MS,
-        "default": ms(default_seconds),
-        "description": "Overall timeout of the probe, in milliseconds.",
-    }
-
-
-def _tls_mode(modes: tuple[str, ...], description: str) -> dict:
-    return {
-        "type": "string",
-        "enum": list(modes),
-        "default": "auto",
-        "description": f"{description} Default: `direct` when `port` is "
-        f"{validate.DIRECT_TLS_PORT}, else `auto`.",
-    }
-
-
-def _request_schemas() -> dict:
-    part = validate.MAX_PART_BYTES
-    # The fields of a stream probe without credentials (/connect, /s2s).
-    port = {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 65535,
-        "default": validate.DEFAULT_PORT,
-        "description": "TCP port.",
-    }
-    stream_fields = {
-        "host": ref("Host"),
-        "port": ref("Port"),
-        "domain": ref("Domain"),
-        "timeout": _timeout(validate.CONNECT_TIMEOUT),
-        "tls": _tls_mode(
-            validate.CONNECT_TLS_MODES,
-            "`auto`: negotiate STARTTLS when offered and report on it; `none`: "
-            "plaintext features only; `direct`: TLS from the first byte (XEP-0368).",
-        ),
-        "transcript": ref("TranscriptFlag"),
-    }
-    return {
-        "Host": {
-            "type": "string",
-            "minLength": 1,
-            "description": "The server to connect to: a DNS name (IDNA, at most "
-            f"{validate.MAX_DNS_NAME} octets as "
-            "an A-label) or an IPv4/IPv6 literal (brackets optional, no zone). Every numeric "
-            "IPv4 spelling (`2130706433`, `0x7f.1`) is read as that address.",
-            "examples": ["xmpp.example.org"],
-        },
-        "Port": port,
-        "Domain": {
-            "type": "string",
-            "minLength": 1,
-            "description": "The XMPP domain (a JID domainpart, RFC 7622): the stream's `to` "
-            "and the domain of the JID logged in as. Default: the host.",
-            "examples": ["example.org"],
-        },
-        "TranscriptFlag": {
-            "type": "boolean",
-            "default": False,
-            "description": "Add `transcript`: every element in both directions, with SASL "
-            "payloads shown as `[redacted]`.",
-        },
-        "ConnectRequest": obj(stream_fields, required=["host"]),
-        "SRVRequest": obj(
-            {
-                "domain": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": "The XMPP domain whose SRV records to look up (a JID "
-                    "domainpart that is a DNS name, not an IP literal).",
-                    "examples": ["example.org"],
-                },
-                "timeout": _timeout(validate.SRV_TIMEOUT),
-            },
-            required=["domain"],
-        ),
-        "S2SRequest": obj(
-            {
-                **stream_fields,
-                "port": {
-                    **port,
-                    "default": validate.S2S_PORT,
-                    "description": "TCP port (server-to-server).",
-                },
-                "from": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": "Our server's domain for the stream's `from` (a JID "
-                    "domainpart); omitted when not given.",
-                },
-            },
-            required=["host"],
-        ),
-        "AuthFields": obj(
-            {
-                "host": ref("Host"),
-                "port": ref("Port"),
-                "domain": ref("Domain"),
-                "tls": _tls_mode(
-                    validate.AUTH_TLS_MODES,
-                    "`auto`: STARTTLS when offered; `required`: fail (`errorType: tls`) when "
-                    "STARTTLS is not offered; `none`: plaintext; `direct`: TLS from the first "
-                    "byte (XEP-0368).",
-                ),
-                "tlsVerify": {
-                    "type": "boolean",
-                    "default": True,
-                    "description": "Stop before sending any credential (`errorType: tls`) "
-                    "when the certificate does not verify for `domain`. False: proceed and "
-                    "report `verified: false`.",
-                },
-                "username": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": part,
-                    "description": "A JID localpart (PRECIS UsernameCaseMapped), at most "
-                    f"{part} bytes.",
-                    "examples": ["alice"],
-                },
-                "password": {
-                    "type": "string",
-                    "format": "password",
-                    "writeOnly": True,
-                    "minLength": 1,
-                    "maxLength": part,
-                    "description": f"1 to {part} bytes (UTF-8), no NUL. Never logged or echoed.",
-                },
-                "resource": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": part,
-                    "default": validate.DEFAULT_RESOURCE,
-                    "description": "The resource to bind (a JID resourcepart). Concurrent "
-                    "probes of one account should use distinct resources.",
-                },
-                "mechanism": {
-                    "type": "string",
-                    "enum": list(validate.MECHANISMS),
-                    "description": "SASL mechanism to use. Default: the strongest offered, "
-                    "in the order listed (-PLUS only over TLS with channel-binding data).",
-                },
-                "channelBinding": {
-                    "type": "string",
-                    "enum": list(validate.CHANNEL_BINDINGS),
-                    "description": "Channel-binding type for a -PLUS mechanism. Default: one "
-                    "the server advertises (XEP-0440), else `tls-exporter` on TLS 1.3 and "
-                    "`tls-unique` below.",
-                },
-                "transcript": ref("TranscriptFlag"),
-            },
-            required=["host", "username", "password"],
-            description="The fields every auth endpoint (`/login`, `/roster`, `/message`) takes.",
-        ),
-        "LoginRequest": {
-            "allOf": [
-                ref("AuthFields"),
-                obj({"timeout": _timeout(validate.LOGIN_TIMEOUT)}),
-            ]
-        },
-        "RosterRequest": {
-            "allOf": [
-                ref("AuthFields"),
-                obj({"timeout": _timeout(validate.ROSTER_TIMEOUT)}),
-            ]
-        },
-        "ServerInfoRequest": {
-            "allOf": [
-                ref("AuthFields"),
-                obj({"timeout": _timeout(validate.ROSTER_TIMEOUT)}),
-            ]
-        },
-        "MessageRequest": {
-            "allOf": [
-                ref("AuthFields"),
-                obj(
-                    {
-                        "timeout": _timeout(validate.MESSAGE_TIMEOUT),
-                        "recipient": {
-                            "type": "string",
-                            "minLength": 1,
-                            "description": "A bare or full JID (RFC 7622).",
-                            "examples": ["bob@example.org"],
-                        },
-                        "message": {
-                            "type": "string",
-                            "minLength": 1,
-                            "maxLength": validate.MAX_MESSAGE_BYTES,
-                            "default": validate.DEFAULT_MESSAGE,
-                            "description": "The body: at most "
-                            f"{validate.MAX_MESSAGE_BYTES} bytes (UTF-8), only "
-                            "characters XML 1.0 allows.",
-                        },
-                        "type": {
-                            "type": "string",
-                            "enum": list(validate.MESSAGE_TYPES),
-                            "default": "chat",
-                            "description": "The message type.",
-                        },
-                        "receipt": {
-                            "type": "boolean",
-                            "default": False,
-                            "description": "Request a XEP-0184 delivery receipt.",
-                        },
-                        "waitMs": {
-                            "type": "integer",
-                            "minimum": 0,
-                            "maximum": validate.MAX_WAIT_MS,
-                            "default": ms(validate.DEFAULT_WAIT),
-                            "description": "How long to listen after sending (for an error "
-                            "reply or a receipt), in milliseconds; shortened, with a warning, "
-                            "when it does not fit in what is left of `timeout`.",
-                        },
-                    },
-                    required=["recipient"],
-                ),
-            ]
-        },
-    }
 
 
 def _json(schema: dict) -> dict:
@@ -386,11 +162,9 @@ def document() -> dict:
     The OpenAPI document of the API as built.  Cached: treat it as read-only
     (L{document_bytes} is what the service serves).
     """
-    schemas = _request_schemas()
-    clash = schemas.keys() & SCHEMAS.keys()
+    clash = validate.SCHEMAS.keys() & render.SCHEMAS.keys()
     if clash:
         raise ValueError(f"schema names clash: {sorted(clash)}")
-    schemas.update(SCHEMAS)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -412,7 +186,7 @@ def document() -> dict:
         ],
         "paths": _paths(),
         "components": {
-            "schemas": schemas,
+            "schemas": {**validate.SCHEMAS, **render.SCHEMAS},
             "responses": _responses(),
             "headers": {
                 "RetryAfter": {

@@ -2,13 +2,13 @@
 Results to JSON: one renderer per result, each with the JSON Schema of what
 it answers declared beside it (in L{SCHEMAS}, the components of the OpenAPI
 document).  Only the web layer speaks JSON and milliseconds: times below it
-are seconds, turned into integer milliseconds here by L{ms}.
+are seconds, turned into integer milliseconds here by L{schema.ms}.
 """
 
 from __future__ import annotations
 
 from . import flows, srv
-from .schema import nullable, obj, ref, strings
+from .schema import ms, nullable, obj, ref, strings
 from .validate import AuthRequest, ConnectRequest, MessageRequest, S2SRequest, SRVRequest
 
 #: The response schemas, by component name; each declared beside its renderer.
@@ -27,11 +27,6 @@ ERROR_TYPES = (
     "too_large",
     "closed",
 )
-
-
-def ms(seconds: float) -> int:
-    """Seconds as whole milliseconds, the unit of every time in the JSON."""
-    return round(seconds * 1000)
 
 
 # -- parts shared by several answers
@@ -88,10 +83,6 @@ def _transcript_json(entries) -> list:
     return [{"dir": d, "ms": ms(t), "xml": xml} for d, t, xml in entries]
 
 
-def _iso(when) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(when, "strftime") else when
-
-
 SCHEMAS["Certificate"] = obj(
     {
         "subject": {"type": "string", "description": "RFC 4514."},
@@ -138,8 +129,8 @@ def _certificate_json(cert) -> dict:
         "subject": cert.subject,
         "issuer": cert.issuer,
         "subjectAltNames": list(cert.subject_alt_names),
-        "notBefore": _iso(cert.not_before),
-        "notAfter": _iso(cert.not_after),
+        "notBefore": cert.not_before,
+        "notAfter": cert.not_after,
         "fingerprintSha256": cert.fingerprint_sha256,
         "verified": cert.verified,
         "verifyError": cert.verify_error,

@@ -1,10 +1,16 @@
 """
-Small builders of JSON Schema (OpenAPI 3.1) fragments, shared by the
-response schemas beside the renderers (L{render}) and the document
-(L{openapi}).
+What the web layer's JSON modules share: L{ms}, the one conversion of
+seconds to the JSON's integer milliseconds, and small builders of JSON
+Schema (OpenAPI 3.1) fragments for the request schemas (L{validate}), the
+response schemas (L{render}) and the document (L{openapi}).
 """
 
 from __future__ import annotations
+
+
+def ms(seconds: float) -> int:
+    """Seconds as whole milliseconds, the unit of every time in the JSON."""
+    return round(seconds * 1000)
 
 
 def ref(name: str) -> dict:

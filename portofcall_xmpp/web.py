@@ -21,7 +21,7 @@ from . import __version__, flows, openapi
 from .endpoints import ENDPOINTS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Endpoint
 from .errors import DestinationBlocked, RequestError
 from .page import PAGE_HEADERS, static_file
-from .render import ms
+from .schema import ms
 
 
 class LimitedRequest(Request):
@@ -59,7 +59,7 @@ def _read_json(request) -> dict:
         raise RequestError(415, "Content-Type must be application/json")
     too_large = RequestError(413, f"Request body exceeds {MAX_BODY_BYTES} bytes")
     length = request.getHeader("content-length")
-    if getattr(request, "body_exceeded", False):
+    if isinstance(request, LimitedRequest) and request.body_exceeded:
         raise too_large
     if length is not None and length.strip().isdigit() and int(length) > MAX_BODY_BYTES:
         raise too_large
