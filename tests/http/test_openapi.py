@@ -185,42 +185,42 @@ class Schemas:
                 results = [self.problems(value, option, path) for option in schema[key]]
                 matches = sum(1 for r in results if not r)
                 if matches == 0:
-                    return ["%s: matches no %s option: %s" % (path, key, results)]
+                    return [f"{path}: matches no {key} option: {results}"]
                 if key == "oneOf" and matches > 1:
-                    return ["%s: matches %d oneOf options" % (path, matches)]
+                    return [f"{path}: matches {matches} oneOf options"]
                 return []
         found = []
         if "const" in schema:
             const = schema["const"]
             if type(value) is not type(const) or value != const:
-                found.append("%s: %r is not %r" % (path, value, const))
+                found.append(f"{path}: {value!r} is not {const!r}")
         if "enum" in schema and value not in schema["enum"]:
-            found.append("%s: %r not in %r" % (path, value, schema["enum"]))
+            found.append(f"{path}: {value!r} not in {schema['enum']!r}")
         kinds = schema.get("type")
         if kinds is not None:
             kinds = [kinds] if isinstance(kinds, str) else kinds
             if not any(self.TYPES[k](value) for k in kinds):
-                return found + ["%s: %r is not %s" % (path, value, kinds)]
+                return found + [f"{path}: {value!r} is not {kinds}"]
         if isinstance(value, str) and "pattern" in schema:
             if not re.search(schema["pattern"], value):
-                found.append("%s: %r does not match %s" % (path, value, schema["pattern"]))
+                found.append(f"{path}: {value!r} does not match {schema['pattern']}")
         if isinstance(value, dict):
             for name in schema.get("required", ()):
                 if name not in value:
-                    found.append("%s: missing %s" % (path, name))
+                    found.append(f"{path}: missing {name}")
             properties = schema.get("properties")
             extra = schema.get("additionalProperties")
             for name, item in value.items():
-                where = "%s.%s" % (path, name)
+                where = f"{path}.{name}"
                 if properties is not None and name in properties:
                     found += self.problems(item, properties[name], where)
                 elif isinstance(extra, dict):
                     found += self.problems(item, extra, where)
                 elif properties is not None:
-                    found.append("%s: not documented" % (where,))
+                    found.append(f"{where}: not documented")
         if isinstance(value, list) and "items" in schema:
             for i, item in enumerate(value):
-                found += self.problems(item, schema["items"], "%s[%d]" % (path, i))
+                found += self.problems(item, schema["items"], f"{path}[{i}]")
         return found
 
     def request(self, path: str) -> dict:
@@ -336,7 +336,7 @@ class DocumentTests(SynchronousTestCase):
         used = set(refs(self.doc))
         for kind, components in self.doc["components"].items():
             for name in components:
-                self.assertIn("#/components/%s/%s" % (kind, name), used)
+                self.assertIn(f"#/components/{kind}/{name}", used)
 
     def test_routes(self):
         """Every route of Api is documented, and every documented path is a route."""
@@ -565,10 +565,10 @@ def _message_error_reply(transport):
     message_id = re.findall(r"<message[^>]* id=['\"](poc_[0-9a-f]+)['\"]", sent)[-1]
     transport.deliver(
         (
-            "<message type='error' id='%s' from='bob@example.com'><error type='cancel'>"
+            f"<message type='error' id='{message_id}' from='bob@example.com'><error type='cancel'>"
             "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
             "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>gone</text>"
-            "</error></message>" % (message_id,)
+            "</error></message>"
         ).encode()
     )
 

@@ -338,7 +338,7 @@ def _dump(chromium, fragment):
     )
     try:
         line = server.stdout.readline()
-        assert line.strip().isdigit(), "the test server did not start: %r" % (line,)
+        assert line.strip().isdigit(), f"the test server did not start: {line!r}"
         with tempfile.TemporaryDirectory() as profile:
             return subprocess.run(
                 [
@@ -349,7 +349,7 @@ def _dump(chromium, fragment):
                     "--v=0",
                     "--virtual-time-budget=5000",
                     "--dump-dom",
-                    "http://127.0.0.1:%d/%s" % (int(line), fragment),
+                    f"http://127.0.0.1:{int(line)}/{fragment}",
                 ],
                 capture_output=True,
                 text=True,
@@ -428,7 +428,7 @@ class BrowserTests(SynchronousTestCase):
                     self.assertEqual(int(control["max"]), prop["maximum"], where)
                     self.assertEqual(int(control["placeholder"]), prop["default"], where)
                     help_text = self.dom.texts[control["aria-describedby"]]
-                    limits = "%(minimum)d–%(maximum)d, default %(default)d" % prop
+                    limits = f"{prop['minimum']}–{prop['maximum']}, default {prop['default']}"
                     self.assertIn(limits, help_text, where)
                 else:
                     if name == "password":

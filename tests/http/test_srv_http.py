@@ -33,9 +33,9 @@ def dns_and_service(prosody):
     }
     server = start_dns_server(reactor, ZONE, records)
     service = start_service(
-        "--allow-private", "--dns-server", "127.0.0.1:%d" % server.port, "--read-timeout", "3000"
+        "--allow-private", "--dns-server", f"127.0.0.1:{server.port}", "--read-timeout", "3000"
     )
-    strict = start_service("--dns-server", "127.0.0.1:%d" % server.port)
+    strict = start_service("--dns-server", f"127.0.0.1:{server.port}")
     try:
         yield server, service, strict
     finally:

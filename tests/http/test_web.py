@@ -474,7 +474,7 @@ async def test_real_port_malformed_multipart(strict_service):
     request = (
         b"POST /api/xmpp/connect HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Content-Type: multipart/form-data\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (len(body),)
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
     ) + body
     status, headers, answer = _parse_answer(await _raw_http(strict_service, request))
     assert status == 415
