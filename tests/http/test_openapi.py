@@ -389,6 +389,7 @@ class DocumentTests(SynchronousTestCase):
         """One POST path per row of the endpoint table, with its summary and schemas."""
         probes = {path: item["post"] for path, item in self.doc["paths"].items() if "post" in item}
         self.assertEqual(list(probes), [endpoint.path for endpoint in ENDPOINTS])
+        self.assertEqual({endpoint.path: endpoint.parse for endpoint in ENDPOINTS}, PARSERS)
         for endpoint in ENDPOINTS:
             operation = probes[endpoint.path]
             self.assertEqual(operation["operationId"], endpoint.name)
