@@ -7,6 +7,11 @@ name (C{"port must be an integer from 1 to 65535"}); missing required
 fields use the reference wording (SPEC.md section 2).  Error messages never
 repeat the submitted value, so a password can never leak through one.
 
+Beside each parser is the JSON Schema of its request (L{SCHEMAS}, for the
+OpenAPI document), built from the same constants (defaults, limits,
+choices).  Every request class gives the web layer what L{ProbeRequest}
+names.
+
 Decisions where SPEC.md is silent:
 
   - JSON C{null} for an optional field means "not given": the default
