@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import attrs
 import idna
@@ -153,7 +153,10 @@ class ConnectRequest:
     @ivar domain: the stream's C{to}, an RFC 7622 domainpart.
     @ivar timeout: overall timeout in seconds.
     @ivar tls: C{"auto"}, C{"none"} or C{"direct"}.
+    @cvar server_to_server: false: a client stream (C{jabber:client}).
     """
+
+    server_to_server: ClassVar[bool] = False
 
     host: str
     port: int = DEFAULT_PORT
@@ -185,7 +188,10 @@ class S2SRequest:
     announcing C{from_} (our server's domain).
 
     @ivar tls: C{"auto"}, C{"none"} or C{"direct"}.
+    @cvar server_to_server: true: a C{jabber:server} stream.
     """
+
+    server_to_server: ClassVar[bool] = True
 
     host: str
     port: int = S2S_PORT
