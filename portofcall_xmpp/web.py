@@ -224,7 +224,7 @@ class Api:
 
     @app.handle_errors(MethodNotAllowed)
     def not_allowed(self, request, failure):
-        allowed = ", ".join(getattr(failure.value, "valid_methods", None) or [])
+        allowed = ", ".join(failure.value.valid_methods or [])
         headers = {"Allow": allowed} if allowed else None
         return _write_json(request, 405, {"success": False, "error": "Method not allowed"}, headers)
 
