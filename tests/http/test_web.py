@@ -222,12 +222,15 @@ class RequestRuleTests(WebCase):
             self.assertIsInstance(body["error"], str, where)
 
     def test_method_not_allowed(self):
-        """GET on a probe endpoint gets a JSON 405."""
+        """GET on a probe endpoint gets a JSON 405 whose Allow names POST."""
         self.api()
         d = self.stub.get(BASE + "/api/xmpp/connect")
         self.stub.flush()
         response = self.successResultOf(d)
         self.assertEqual(response.code, 405)
+        self.assertEqual(response.headers.getRawHeaders("allow"), ["POST"])
+        body = json.loads(self.successResultOf(response.content()))
+        self.assertEqual(body, {"success": False, "error": "Method not allowed"})
 
     def test_health(self):
         """GET /api/health answers status ok."""
