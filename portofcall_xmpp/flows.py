@@ -636,7 +636,7 @@ def probe(env: Environment, req, started: float | None = None) -> Deferred:
         L{Failed} (whose C{raw} holds what the server sent).
     """
     trace = Trace(env.clock, env.clock.seconds() if started is None else started, req.transcript)
-    server = hasattr(req, "from_")
+    server = req.server_to_server
     session = _Session(
         env,
         trace,

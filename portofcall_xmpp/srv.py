@@ -7,7 +7,7 @@ Two pieces, over the resolvers of L{portofcall_xmpp.resolve}:
   - L{order_records}: the order RFC 2782 says a client tries records in.
   - L{lookup}: queries the four XMPP services of a domain concurrently,
     orders each service's records, resolves every target (A and AAAA) and
-    reports it all as an L{SRVReport} (C{render_srv} turns that into JSON).
+    reports it all as an L{SRVReport} (the web layer's C{render} turns that into JSON).
 
 Addresses are reported, never connected to, so the destination policy does
 not refuse anything here: each address is marked with C{allowed}, whether

@@ -7,10 +7,14 @@ real reactor.
 
 from __future__ import annotations
 
+import sys
+
 from twisted.application import service, strports
 from twisted.python import usage
 from twisted.web.server import Site
 
+from . import __version__
+from .endpoints import ENDPOINTS
 from .stream import DEFAULT_MAX_STANZA_BYTES, Limits
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
@@ -37,14 +41,24 @@ def _host_port(value):
     return host, _positive_int("dns-server port", 1, 65535)(port)
 
 
+def _endpoint_list() -> str:
+    """The endpoints, one a line: every row of the endpoint table, then the service's own."""
+    rows = [("POST", endpoint.path, endpoint.summary) for endpoint in ENDPOINTS]
+    rows += [
+        ("GET", "/api/health", "Liveness"),
+        ("GET", "/api/openapi.json", "The OpenAPI document of all of the above"),
+        ("GET", "/", "A web page to run every probe"),
+    ]
+    width = max(len(path) for _, path, _ in rows)
+    lines = [f"  {method:<4} {path:<{width}}  {summary}" for method, path, summary in rows]
+    return "\n".join(["Endpoints:", *lines, ""])
+
+
 class Options(usage.Options):
     """Command-line options of C{twistd portofcall-xmpp}."""
 
     synopsis = "[options]"
-    longdesc = (
-        "Serve the portofcall-xmpp HTTP JSON API, which probes XMPP servers: "
-        "POST /api/xmpp/connect, /login, /roster, /message; GET /api/health."
-    )
+    longdesc = "Serve the portofcall-xmpp HTTP JSON API, which probes XMPP servers."
 
     optFlags = [
         [
@@ -92,6 +106,14 @@ class Options(usage.Options):
             _positive_int("max-stanza-bytes", 1024, 1024 * 1024 * 1024),
         ],
     ]
+
+    def getUsage(self, width=None):
+        return f"{super().getUsage(width)}\n{_endpoint_list()}"
+
+    def opt_version(self):
+        """Display the version of portofcall-xmpp and exit."""
+        print(f"portofcall-xmpp {__version__}")
+        sys.exit(0)
 
     def postOptions(self):
         if self["dns-server"] is not None:

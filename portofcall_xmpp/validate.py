@@ -7,6 +7,11 @@ name (C{"port must be an integer from 1 to 65535"}); missing required
 fields use the reference wording (SPEC.md section 2).  Error messages never
 repeat the submitted value, so a password can never leak through one.
 
+Beside each parser is the JSON Schema of its request (L{SCHEMAS}, for the
+OpenAPI document), built from the same constants (defaults, limits,
+choices).  Every request class gives the web layer what L{ProbeRequest}
+names.
+
 Decisions where SPEC.md is silent:
 
   - JSON C{null} for an optional field means "not given": the default
@@ -50,6 +55,7 @@ Decisions where SPEC.md is silent:
 from __future__ import annotations
 
 import re
+from typing import ClassVar, Protocol
 
 import attrs
 
@@ -68,28 +74,7 @@ from .names import ip_literal as _ip_literal
 from .names import localpart as _localpart
 from .names import normalise_host as _host
 from .names import resourcepart as _resourcepart
-
-__all__ = [
-    "AUTH_TLS_MODES",
-    "CHANNEL_BINDINGS",
-    "CONNECT_TLS_MODES",
-    "MECHANISMS",
-    "MESSAGE_TYPES",
-    "AuthRequest",
-    "ConnectRequest",
-    "InvalidJID",
-    "JID",
-    "MessageRequest",
-    "check_domain",
-    "check_host",
-    "check_port",
-    "parse_auth",
-    "parse_connect",
-    "parse_jid",
-    "parse_login",
-    "parse_message",
-    "parse_roster",
-]
+from .schema import ms, obj, ref
 
 DEFAULT_PORT = 5222
 DIRECT_TLS_PORT = 5223
@@ -102,6 +87,7 @@ LOGIN_TIMEOUT = 15.0
 ROSTER_TIMEOUT = 20.0
 MESSAGE_TIMEOUT = 20.0
 DEFAULT_WAIT = 2.0
+SRV_TIMEOUT = 20.0
 
 MAX_TIMEOUT_MS = 120000
 MAX_WAIT_MS = 30000
@@ -136,6 +122,22 @@ def _default_tls(request) -> str:
     return "direct" if request.port == DIRECT_TLS_PORT else "auto"
 
 
+class ProbeRequest(Protocol):
+    """What every request class gives the web layer, whatever its endpoint."""
+
+    @property
+    def target(self) -> str:
+        """Where the probe goes, for the log line: C{host:port}, or the domain looked up."""
+
+    @property
+    def transcript(self) -> bool:
+        """Whether the answer carries the wire transcript."""
+
+
+def _host_port(request) -> str:
+    return f"{request.host}:{request.port}"
+
+
 @attrs.frozen(kw_only=True)
 class ConnectRequest:
     """
@@ -145,7 +147,10 @@ class ConnectRequest:
     @ivar domain: the stream's C{to}, an RFC 7622 domainpart.
     @ivar timeout: overall timeout in seconds.
     @ivar tls: C{"auto"}, C{"none"} or C{"direct"}.
+    @cvar server_to_server: false: a client stream (C{jabber:client}).
     """
+
+    server_to_server: ClassVar[bool] = False
 
     host: str
     port: int = DEFAULT_PORT
@@ -154,14 +159,20 @@ class ConnectRequest:
     tls: str = attrs.field(default=attrs.Factory(_default_tls, takes_self=True))
     transcript: bool = False
 
+    target = property(_host_port)
+
 
 @attrs.frozen(kw_only=True)
 class SRVRequest:
     """An C{/srv} lookup: the SRV records of C{domain} (a DNS name, not an IP)."""
 
     domain: str
-    timeout: float = 20.0
+    timeout: float = SRV_TIMEOUT
     transcript: bool = False
+
+    @property
+    def target(self) -> str:
+        return self.domain
 
 
 @attrs.frozen(kw_only=True)
@@ -171,15 +182,20 @@ class S2SRequest:
     announcing C{from_} (our server's domain).
 
     @ivar tls: C{"auto"}, C{"none"} or C{"direct"}.
+    @cvar server_to_server: true: a C{jabber:server} stream.
     """
+
+    server_to_server: ClassVar[bool] = True
 
     host: str
     port: int = S2S_PORT
     domain: str
     from_: str | None = None
-    timeout: float = 10.0
+    timeout: float = CONNECT_TIMEOUT
     tls: str = "auto"
     transcript: bool = False
+
+    target = property(_host_port)
 
 
 @attrs.frozen(kw_only=True)
@@ -210,6 +226,8 @@ class AuthRequest:
     channel_binding: str | None = None
     transcript: bool = False
 
+    target = property(_host_port)
+
     @property
     def jid(self) -> JID:
         """The bare JID the probe logs in as."""
@@ -231,6 +249,14 @@ class MessageRequest:
     type: str = "chat"
     receipt: bool = False
     wait: float = DEFAULT_WAIT
+
+    @property
+    def target(self) -> str:
+        return self.auth.target
+
+    @property
+    def transcript(self) -> bool:
+        return self.auth.transcript
 
 
 # ---------------------------------------------------------------------------
@@ -267,9 +293,9 @@ def _integer(body: dict, name: str, low: int, high: int, default, unit: str = ""
 
 
 def _milliseconds(body: dict, name: str, low: int, high: int, default: float) -> float:
-    """An integer field in milliseconds, returned in seconds."""
+    """An integer field in milliseconds, returned in seconds (C{default} when absent)."""
     value = _integer(body, name, low, high, None, " (milliseconds)")
-    return default if value is None else value / 1000.0
+    return default if value is None else value / 1000
 
 
 def _boolean(body: dict, name: str, default: bool) -> bool:
@@ -390,6 +416,80 @@ def _message(body: dict) -> str:
 
 
 # ---------------------------------------------------------------------------
+# The fields' JSON Schemas (components of the OpenAPI document), built from
+# the same constants as the rules above; each request's beside its parser.
+
+#: The request schemas, by component name.
+SCHEMAS: dict[str, dict] = {}
+
+
+def _timeout_schema(default: float) -> dict:
+    return {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_TIMEOUT_MS,
+        "default": ms(default),
+        "description": "Overall timeout of the probe, in milliseconds.",
+    }
+
+
+def _tls_schema(modes: tuple[str, ...], description: str) -> dict:
+    return {
+        "type": "string",
+        "enum": list(modes),
+        "default": "auto",
+        "description": f"{description} Default: `direct` when `port` is {DIRECT_TLS_PORT}, "
+        "else `auto`.",
+    }
+
+
+_PORT_SCHEMA = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": 65535,
+    "default": DEFAULT_PORT,
+    "description": "TCP port.",
+}
+
+SCHEMAS["Host"] = {
+    "type": "string",
+    "minLength": 1,
+    "description": f"The server to connect to: a DNS name (IDNA, at most {MAX_DNS_NAME} octets "
+    "as an A-label) or an IPv4/IPv6 literal (brackets optional, no zone). Every numeric "
+    "IPv4 spelling (`2130706433`, `0x7f.1`) is read as that address.",
+    "examples": ["xmpp.example.org"],
+}
+SCHEMAS["Port"] = _PORT_SCHEMA
+SCHEMAS["Domain"] = {
+    "type": "string",
+    "minLength": 1,
+    "description": "The XMPP domain (a JID domainpart, RFC 7622): the stream's `to` "
+    "and the domain of the JID logged in as. Default: the host.",
+    "examples": ["example.org"],
+}
+SCHEMAS["TranscriptFlag"] = {
+    "type": "boolean",
+    "default": False,
+    "description": "Add `transcript`: every element in both directions, with SASL "
+    "payloads shown as `[redacted]`.",
+}
+
+# The fields of a stream probe without credentials (/connect, /s2s).
+_STREAM_FIELDS = {
+    "host": ref("Host"),
+    "port": ref("Port"),
+    "domain": ref("Domain"),
+    "timeout": _timeout_schema(CONNECT_TIMEOUT),
+    "tls": _tls_schema(
+        CONNECT_TLS_MODES,
+        "`auto`: negotiate STARTTLS when offered and report on it; `none`: "
+        "plaintext features only; `direct`: TLS from the first byte (XEP-0368).",
+    ),
+    "transcript": ref("TranscriptFlag"),
+}
+
+
+# ---------------------------------------------------------------------------
 # Endpoints
 
 
@@ -411,7 +511,7 @@ def parse_connect(body) -> ConnectRequest:
     )
 
 
-SRV_TIMEOUT = 20.0
+SCHEMAS["ConnectRequest"] = obj(_STREAM_FIELDS, required=["host"])
 
 
 def parse_srv(body) -> SRVRequest:
@@ -434,6 +534,21 @@ def parse_srv(body) -> SRVRequest:
     )
 
 
+SCHEMAS["SRVRequest"] = obj(
+    {
+        "domain": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The XMPP domain whose SRV records to look up (a JID "
+            "domainpart that is a DNS name, not an IP literal).",
+            "examples": ["example.org"],
+        },
+        "timeout": _timeout_schema(SRV_TIMEOUT),
+    },
+    required=["domain"],
+)
+
+
 def parse_s2s(body) -> S2SRequest:
     """
     C{POST /api/xmpp/s2s}: C{host} (required), C{port} 5269, C{domain} =
@@ -452,6 +567,25 @@ def parse_s2s(body) -> S2SRequest:
         from_=None if from_ is None else check_domain(from_, "from"),
         transcript=_boolean(body, "transcript", False),
     )
+
+
+SCHEMAS["S2SRequest"] = obj(
+    {
+        **_STREAM_FIELDS,
+        "port": {
+            **_PORT_SCHEMA,
+            "default": S2S_PORT,
+            "description": "TCP port (server-to-server).",
+        },
+        "from": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Our server's domain for the stream's `from` (a JID "
+            "domainpart); omitted when not given.",
+        },
+    },
+    required=["host"],
+)
 
 
 def _target(
@@ -501,9 +635,80 @@ def parse_auth(body, *, default_timeout: float = LOGIN_TIMEOUT) -> AuthRequest:
     )
 
 
+SCHEMAS["AuthFields"] = obj(
+    {
+        "host": ref("Host"),
+        "port": ref("Port"),
+        "domain": ref("Domain"),
+        "tls": _tls_schema(
+            AUTH_TLS_MODES,
+            "`auto`: STARTTLS when offered; `required`: fail (`errorType: tls`) when "
+            "STARTTLS is not offered; `none`: plaintext; `direct`: TLS from the first "
+            "byte (XEP-0368).",
+        ),
+        "tlsVerify": {
+            "type": "boolean",
+            "default": True,
+            "description": "Stop before sending any credential (`errorType: tls`) "
+            "when the certificate does not verify for `domain`. False: proceed and "
+            "report `verified: false`.",
+        },
+        "username": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_PART_BYTES,
+            "description": "A JID localpart (PRECIS UsernameCaseMapped), at most "
+            f"{MAX_PART_BYTES} bytes.",
+            "examples": ["alice"],
+        },
+        "password": {
+            "type": "string",
+            "format": "password",
+            "writeOnly": True,
+            "minLength": 1,
+            "maxLength": MAX_PART_BYTES,
+            "description": f"1 to {MAX_PART_BYTES} bytes (UTF-8), no NUL. Never logged or echoed.",
+        },
+        "resource": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_PART_BYTES,
+            "default": DEFAULT_RESOURCE,
+            "description": "The resource to bind (a JID resourcepart). Concurrent "
+            "probes of one account should use distinct resources.",
+        },
+        "mechanism": {
+            "type": "string",
+            "enum": list(MECHANISMS),
+            "description": "SASL mechanism to use. Default: the strongest offered, "
+            "in the order listed (-PLUS only over TLS with channel-binding data).",
+        },
+        "channelBinding": {
+            "type": "string",
+            "enum": list(CHANNEL_BINDINGS),
+            "description": "Channel-binding type for a -PLUS mechanism. Default: one "
+            "the server advertises (XEP-0440), else `tls-exporter` on TLS 1.3 and "
+            "`tls-unique` below.",
+        },
+        "transcript": ref("TranscriptFlag"),
+    },
+    required=["host", "username", "password"],
+    description="The fields every auth endpoint (`/login`, `/roster`, `/message`) takes.",
+)
+
+
+def _auth_schema(timeout: float, fields=None, required=()) -> dict:
+    """The auth fields with this endpoint's C{timeout} default, and its own C{fields}."""
+    own = obj({"timeout": _timeout_schema(timeout), **(fields or {})}, required=required)
+    return {"allOf": [ref("AuthFields"), own]}
+
+
 def parse_login(body) -> AuthRequest:
     """C{POST /api/xmpp/login}: L{parse_auth} with a 15 s timeout."""
     return parse_auth(body, default_timeout=LOGIN_TIMEOUT)
+
+
+SCHEMAS["LoginRequest"] = _auth_schema(LOGIN_TIMEOUT)
 
 
 def parse_roster(body) -> AuthRequest:
@@ -511,9 +716,15 @@ def parse_roster(body) -> AuthRequest:
     return parse_auth(body, default_timeout=ROSTER_TIMEOUT)
 
 
+SCHEMAS["RosterRequest"] = _auth_schema(ROSTER_TIMEOUT)
+
+
 def parse_server_info(body) -> AuthRequest:
     """C{POST /api/xmpp/server-info}: L{parse_auth} with a 20 s timeout."""
     return parse_auth(body, default_timeout=ROSTER_TIMEOUT)
+
+
+SCHEMAS["ServerInfoRequest"] = _auth_schema(ROSTER_TIMEOUT)
 
 
 def parse_message(body) -> MessageRequest:
@@ -535,3 +746,45 @@ def parse_message(body) -> MessageRequest:
         receipt=_boolean(body, "receipt", False),
         wait=_milliseconds(body, "waitMs", 0, MAX_WAIT_MS, DEFAULT_WAIT),
     )
+
+
+SCHEMAS["MessageRequest"] = _auth_schema(
+    MESSAGE_TIMEOUT,
+    {
+        "recipient": {
+            "type": "string",
+            "minLength": 1,
+            "description": "A bare or full JID (RFC 7622).",
+            "examples": ["bob@example.org"],
+        },
+        "message": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_MESSAGE_BYTES,
+            "default": DEFAULT_MESSAGE,
+            "description": f"The body: at most {MAX_MESSAGE_BYTES} bytes (UTF-8), only "
+            "characters XML 1.0 allows.",
+        },
+        "type": {
+            "type": "string",
+            "enum": list(MESSAGE_TYPES),
+            "default": "chat",
+            "description": "The message type.",
+        },
+        "receipt": {
+            "type": "boolean",
+            "default": False,
+            "description": "Request a XEP-0184 delivery receipt.",
+        },
+        "waitMs": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_WAIT_MS,
+            "default": ms(DEFAULT_WAIT),
+            "description": "How long to listen after sending (for an error "
+            "reply or a receipt), in milliseconds; shortened, with a warning, "
+            "when it does not fit in what is left of `timeout`.",
+        },
+    },
+    required=["recipient"],
+)

@@ -1,28 +1,26 @@
-// The probe page: one form per endpoint, its fields copied in from the
-// page's <template> field groups; Run POSTs the form as JSON to the
-// same origin and shows the answer.  Everything the server sends is shown
-// with textContent (never as markup).  Nothing is stored: the password lives
-// in its input and in the request body only.
+// The probe page: a tab and a form for each probe the OpenAPI document
+// (api/openapi.json) lists, its fields those of the endpoint's request
+// schema, copied in from the page's <template> field groups; Run POSTs the
+// form as JSON to the same origin and shows the answer.  Everything the
+// server sends is shown with textContent (never as markup).  Nothing is
+// stored: the password lives in its input and in the request body only.
 "use strict";
 
 (function () {
-  // Fields kept equal across the forms as you type (the port only between the
-  // client forms) (tls is not: its
-  // choices differ between /connect and the auth endpoints).
-  const SHARED = new Set([
-    "host", "port", "domain", "username", "password", "resource",
-    "mechanism", "channelBinding", "tlsVerify", "transcript",
-  ]);
   const TRIMMED = new Set(["host", "domain", "recipient"]);
+  const GROUPS = ["server", "account", "message", "options"];
   const ROSTER_ROWS = 2000;
 
   const main = document.querySelector("main");
-  const forms = Array.from(document.querySelectorAll("form.probe"));
-  const tabs = Array.from(document.querySelectorAll("[role=tab]"));
+  const tablist = document.querySelector("[role=tablist]");
+  const formBox = document.getElementById("forms");
   const summary = document.getElementById("summary");
   const details = document.getElementById("details");
   const rawBox = document.getElementById("raw-box");
   const raw = document.getElementById("raw");
+  const forms = [];
+  const tabs = [];
+  const schemaOf = new WeakMap(); // control -> its field's schema, as JSON
   let controller = null;
 
   // -- small DOM helpers
@@ -66,31 +64,156 @@
     return dl;
   }
 
-  // -- the fields
-
-  function formName(form) {
-    return form.id.replace(/^form-/, "");
+  // Text with `code` spans (the document's Markdown) as DOM nodes.
+  function withCode(parent, text) {
+    String(text).split("`").forEach((part, i) => {
+      if (part) parent.appendChild(i % 2 ? el("code", null, part) : document.createTextNode(part));
+    });
   }
 
-  // Copies the groups the form names (data-groups="server,account,options")
-  // from <template id="group-NAME">, then the Run/Cancel buttons.  Ids are
-  // prefixed with the form's name ("login-host"), and so are the labels' for
-  // and the aria-describedby that point at them.  An element with data-for
-  // ("s2s", "account") is kept only if it names the form or one of its
-  // groups.  data-FIELD-default on the form sets that number field's default.
-  function buildForm(form) {
-    const name = formName(form);
-    const groups = (form.dataset.groups || "").split(",").filter(Boolean);
-    const wanted = new Set([name, ...groups]);
-    const prefix = (ids) => ids.split(/\s+/).map((id) => name + "-" + id).join(" ");
-    for (const group of [...groups, "actions"]) {
-      const part = document.getElementById("group-" + group).content.cloneNode(true);
-      for (const node of part.querySelectorAll("[data-for]")) {
-        if (node.dataset.for.split(/\s+/).some((w) => wanted.has(w))) {
-          node.removeAttribute("data-for");
+  // -- the forms, from the OpenAPI document
+
+  // The schema with its $ref resolved and allOf merged (properties, required).
+  function flat(doc, schema) {
+    while (schema && schema.$ref) {
+      const { $ref: ref, ...siblings } = schema;
+      const target = ref.slice(2).split("/").reduce((node, key) => node[key], doc);
+      schema = { ...target, ...siblings };
+    }
+    if (!schema.allOf) return schema;
+    const merged = { ...schema, properties: { ...(schema.properties || {}) },
+      required: [...(schema.required || [])] };
+    delete merged.allOf;
+    for (const part of schema.allOf.map((p) => flat(doc, p))) {
+      Object.assign(merged.properties, part.properties || {});
+      merged.required.push(...(part.required || []));
+      for (const [key, value] of Object.entries(part)) {
+        if (!(key in merged)) merged[key] = value;
+      }
+    }
+    return merged;
+  }
+
+  // A field the page's templates do not know: a control fitting its type.
+  function genericField(name, prop) {
+    const box = el("div", prop.type === "boolean" ? "check" : "field");
+    let control;
+    if (prop.enum) {
+      control = el("select");
+      control.appendChild(el("option", null, "default")).value = "";
+    } else if (prop.type === "boolean") {
+      control = el("input");
+      control.type = "checkbox";
+    } else {
+      control = el("input");
+      control.type = prop.type === "integer" ? "number" : "text";
+    }
+    control.id = name;
+    control.name = name;
+    const label = el("label");
+    label.htmlFor = name;
+    withCode(label, "`" + name + "`");
+    if (prop.type === "boolean") {
+      box.append(control, label);
+    } else {
+      const help = el("small");
+      help.id = name + "-help";
+      control.setAttribute("aria-describedby", help.id);
+      box.append(label, control, help);
+    }
+    return box;
+  }
+
+  // Fits a field's control, label and help to its schema: required, choices,
+  // limits, default, description.
+  function fitField(box, name, prop, required) {
+    const control = box.querySelector("[name]");
+    schemaOf.set(control, JSON.stringify(prop));
+    control.required = required;
+    if (required) box.querySelector("label").append(" ", el("span", "req", "(required)"));
+    if (prop.enum) {
+      const empty = control.querySelector('option[value=""]');
+      control.replaceChildren(...(empty ? [empty] : []));
+      for (const value of prop.enum) {
+        const option = el("option", null, value);
+        option.value = value;
+        option.defaultSelected = !empty && value === prop.default;
+        control.appendChild(option);
+      }
+    } else if (prop.type === "boolean") {
+      control.defaultChecked = prop.default === true;
+    } else if (prop.type === "integer") {
+      control.min = prop.minimum;
+      control.max = prop.maximum;
+      control.placeholder = prop.default;
+    } else {
+      if (prop.maxLength !== undefined) control.maxLength = prop.maxLength;
+      if (prop.default !== undefined) control.placeholder = prop.default;
+      else if (required && prop.examples) control.placeholder = prop.examples[0];
+    }
+    const help = box.querySelector("small");
+    if (!help) return;
+    help.replaceChildren(el("code", null, name), " — ");
+    withCode(help, prop.description || "");
+    if (prop.type === "integer") {
+      help.append(" " + prop.minimum + "–" + prop.maximum + ", default " + prop.default);
+    }
+  }
+
+  // The form of one POST operation: the template groups' fields that its
+  // request schema lists (then any field no template knows), fitted to the
+  // schema; ids prefixed with the form's name ("login-host"), and so are the
+  // labels' for and the aria-describedby that point at them.
+  function buildForm(doc, path, operation) {
+    const name = operation.operationId;
+    const schema = flat(doc, operation.requestBody.content["application/json"].schema);
+    const properties = schema.properties || {};
+    const required = new Set(schema.required || []);
+    const form = el("form", "probe");
+    form.id = "form-" + name;
+    form.setAttribute("role", "tabpanel");
+    form.setAttribute("aria-labelledby", "tab-" + name);
+    form.dataset.endpoint = path.slice(1);
+    form.action = path.slice(1);
+    form.method = "post";
+    form.hidden = true;
+    const heading = el("h2", null, operation.summary + " ");
+    heading.appendChild(el("code", null, "POST " + path));
+    const intro = el("p", "intro");
+    withCode(intro, operation.description || "");
+    form.append(heading, intro);
+    const placed = new Set();
+    const parts = GROUPS.map((group) => document.getElementById("group-" + group)
+      .content.cloneNode(true));
+    for (const part of parts) {
+      for (const control of part.querySelectorAll("[name]")) {
+        const box = control.closest(".field, .check");
+        if (control.name in properties) {
+          placed.add(control.name);
+          fitField(box, control.name, flat(doc, properties[control.name]),
+            required.has(control.name));
         } else {
-          node.remove();
+          box.remove();
         }
+      }
+    }
+    const others = Object.keys(properties).filter((field) => !placed.has(field));
+    if (others.length) {
+      const fieldset = el("fieldset");
+      fieldset.appendChild(el("legend", null, "More"));
+      for (const field of others) {
+        const prop = flat(doc, properties[field]);
+        const box = genericField(field, prop);
+        fitField(box, field, prop, required.has(field));
+        fieldset.appendChild(box);
+      }
+      parts.push(fieldset);
+    }
+    parts.push(document.getElementById("group-actions").content.cloneNode(true));
+    const prefix = (ids) => ids.split(/\s+/).map((id) => name + "-" + id).join(" ");
+    for (const part of parts) {
+      if (part.querySelector && !part.querySelector("[name]") && !part.querySelector("button")) {
+        continue; // a group none of whose fields this form has
       }
       for (const node of part.querySelectorAll("[id]")) node.id = prefix(node.id);
       for (const node of part.querySelectorAll("label[for]")) node.htmlFor = prefix(node.htmlFor);
@@ -99,13 +222,17 @@
       }
       form.appendChild(part);
     }
-    for (const control of form.querySelectorAll("input[type=number]")) {
-      const value = form.dataset[control.name + "Default"];
-      if (value === undefined) continue;
-      control.placeholder = value;
-      const help = document.getElementById(control.getAttribute("aria-describedby"));
-      help.querySelector(".default").textContent = value;
-    }
+    const tab = el("button", null, operation.summary);
+    tab.type = "button";
+    tab.id = "tab-" + name;
+    tab.setAttribute("role", "tab");
+    tab.setAttribute("aria-controls", form.id);
+    tab.setAttribute("aria-selected", "false");
+    tab.tabIndex = -1;
+    tablist.appendChild(tab);
+    formBox.appendChild(form);
+    tabs.push(tab);
+    forms.push(form);
   }
 
   // -- tabs (the URL's fragment names the open one: /#login)
@@ -154,16 +281,16 @@
 
   // -- shared fields
 
+  // A value typed into one form is copied into the other forms' field of the
+  // same name when both take the same values (the same schema): a host, the
+  // account; not the port between client and server-to-server forms.
   function copyField(source) {
-    if (!SHARED.has(source.name)) return;
+    const kind = schemaOf.get(source);
+    if (!kind) return;
     for (const form of forms) {
       if (form.contains(source)) continue;
-      // Server-to-server streams use other ports (5269) than clients (5222).
-      if (source.name === "port" && (form.id === "form-s2s") !== source.form.matches("#form-s2s")) {
-        continue;
-      }
       const target = form.elements.namedItem(source.name);
-      if (!target) continue;
+      if (!target || schemaOf.get(target) !== kind) continue;
       if (source.type === "checkbox") target.checked = source.checked;
       else target.value = source.value;
     }
@@ -528,18 +655,34 @@
 
   // -- wiring
 
-  for (const form of forms) buildForm(form);
-  setupTabs();
-  for (const form of forms) {
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      if (!controller) run(form);
+  async function start() {
+    const response = await fetch("api/openapi.json", {
+      headers: { "Accept": "application/json" },
+      credentials: "same-origin",
     });
-    form.addEventListener("input", (event) => copyField(event.target));
-    form.addEventListener("change", (event) => copyField(event.target));
-    form.querySelector("button.cancel").addEventListener("click", () => {
-      if (controller) controller.abort();
-    });
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    const doc = await response.json();
+    for (const [path, item] of Object.entries(doc.paths)) {
+      if (item.post) buildForm(doc, path, item.post);
+    }
+    setupTabs();
+    for (const form of forms) {
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        if (!controller) run(form);
+      });
+      form.addEventListener("input", (event) => copyField(event.target));
+      form.addEventListener("change", (event) => copyField(event.target));
+      form.querySelector("button.cancel").addEventListener("click", () => {
+        if (controller) controller.abort();
+      });
+    }
+    main.hidden = false;
   }
-  main.hidden = false;
+
+  start().catch((error) => {
+    const notice = el("p", "notice", "The list of probes (api/openapi.json) could not be " +
+      "loaded: " + error.message);
+    main.before(notice);
+  });
 })();

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -27,6 +29,7 @@ from xmpp_fakes import (
 )
 
 from portofcall_xmpp import __version__, errors, openapi, validate
+from portofcall_xmpp.endpoints import ENDPOINTS
 from portofcall_xmpp.errors import ConnectError, DestinationBlocked, RequestError
 from portofcall_xmpp.web import MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Api
 
@@ -182,42 +185,42 @@ class Schemas:
                 results = [self.problems(value, option, path) for option in schema[key]]
                 matches = sum(1 for r in results if not r)
                 if matches == 0:
-                    return ["%s: matches no %s option: %s" % (path, key, results)]
+                    return [f"{path}: matches no {key} option: {results}"]
                 if key == "oneOf" and matches > 1:
-                    return ["%s: matches %d oneOf options" % (path, matches)]
+                    return [f"{path}: matches {matches} oneOf options"]
                 return []
         found = []
         if "const" in schema:
             const = schema["const"]
             if type(value) is not type(const) or value != const:
-                found.append("%s: %r is not %r" % (path, value, const))
+                found.append(f"{path}: {value!r} is not {const!r}")
         if "enum" in schema and value not in schema["enum"]:
-            found.append("%s: %r not in %r" % (path, value, schema["enum"]))
+            found.append(f"{path}: {value!r} not in {schema['enum']!r}")
         kinds = schema.get("type")
         if kinds is not None:
             kinds = [kinds] if isinstance(kinds, str) else kinds
             if not any(self.TYPES[k](value) for k in kinds):
-                return found + ["%s: %r is not %s" % (path, value, kinds)]
+                return found + [f"{path}: {value!r} is not {kinds}"]
         if isinstance(value, str) and "pattern" in schema:
             if not re.search(schema["pattern"], value):
-                found.append("%s: %r does not match %s" % (path, value, schema["pattern"]))
+                found.append(f"{path}: {value!r} does not match {schema['pattern']}")
         if isinstance(value, dict):
             for name in schema.get("required", ()):
                 if name not in value:
-                    found.append("%s: missing %s" % (path, name))
+                    found.append(f"{path}: missing {name}")
             properties = schema.get("properties")
             extra = schema.get("additionalProperties")
             for name, item in value.items():
-                where = "%s.%s" % (path, name)
+                where = f"{path}.{name}"
                 if properties is not None and name in properties:
                     found += self.problems(item, properties[name], where)
                 elif isinstance(extra, dict):
                     found += self.problems(item, extra, where)
                 elif properties is not None:
-                    found.append("%s: not documented" % (where,))
+                    found.append(f"{where}: not documented")
         if isinstance(value, list) and "items" in schema:
             for i, item in enumerate(value):
-                found += self.problems(item, schema["items"], "%s[%d]" % (path, i))
+                found += self.problems(item, schema["items"], f"{path}[{i}]")
         return found
 
     def request(self, path: str) -> dict:
@@ -333,7 +336,7 @@ class DocumentTests(SynchronousTestCase):
         used = set(refs(self.doc))
         for kind, components in self.doc["components"].items():
             for name in components:
-                self.assertIn("#/components/%s/%s" % (kind, name), used)
+                self.assertIn(f"#/components/{kind}/{name}", used)
 
     def test_routes(self):
         """Every route of Api is documented, and every documented path is a route."""
@@ -370,6 +373,32 @@ class DocumentTests(SynchronousTestCase):
             password = self.schemas.request(path)["properties"]["password"]
             self.assertEqual(password["format"], "password")
             self.assertIs(password["writeOnly"], True)
+
+    def test_no_import_cycle(self):
+        """The document is built without the web layer: openapi never imports web."""
+        code = (
+            "import sys, portofcall_xmpp.openapi as o; o.document(); "
+            "print('portofcall_xmpp.web' in sys.modules)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
+        self.assertEqual((out.returncode, out.stdout.strip()), (0, "False"), out.stderr)
+
+    def test_generated_from_the_table(self):
+        """One POST path per row of the endpoint table, with its summary and schemas."""
+        probes = {path: item["post"] for path, item in self.doc["paths"].items() if "post" in item}
+        self.assertEqual(list(probes), [endpoint.path for endpoint in ENDPOINTS])
+        self.assertEqual({endpoint.path: endpoint.parse for endpoint in ENDPOINTS}, PARSERS)
+        for endpoint in ENDPOINTS:
+            operation = probes[endpoint.path]
+            self.assertEqual(operation["operationId"], endpoint.name)
+            self.assertEqual(operation["summary"], endpoint.summary)
+            answers = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            self.assertEqual(
+                [ref["$ref"].rsplit("/", 1)[1] for ref in answers["oneOf"]],
+                [endpoint.success_schema, endpoint.failure_schema],
+            )
 
     def test_cached(self):
         """Built once: the same object and bytes every time."""
@@ -537,10 +566,10 @@ def _message_error_reply(transport):
     message_id = re.findall(r"<message[^>]* id=['\"](poc_[0-9a-f]+)['\"]", sent)[-1]
     transport.deliver(
         (
-            "<message type='error' id='%s' from='bob@example.com'><error type='cancel'>"
+            f"<message type='error' id='{message_id}' from='bob@example.com'><error type='cancel'>"
             "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
             "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>gone</text>"
-            "</error></message>" % (message_id,)
+            "</error></message>"
         ).encode()
     )
 

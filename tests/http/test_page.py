@@ -27,6 +27,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from xmpp_fakes import FakeConnector
 
 from portofcall_xmpp import flows, openapi
+from portofcall_xmpp.page import CONTENT_SECURITY_POLICY, STATIC_FILES, static_file
 from portofcall_xmpp.web import Api
 
 BASE = "http://probe.test"
@@ -145,7 +146,7 @@ class ServingTests(PageCase):
         self.assertEqual(self.header(response, "content-type"), "text/html; charset=utf-8")
         self.assertEqual(content.decode("utf-8"), static_text("index.html"))
         csp = self.header(response, "content-security-policy")
-        self.assertEqual(csp, openapi.CONTENT_SECURITY_POLICY)
+        self.assertEqual(csp, CONTENT_SECURITY_POLICY)
         directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
         self.assertEqual(directives["default-src"], "'none'")
         self.assertEqual(directives["script-src"], "'self'")
@@ -157,13 +158,13 @@ class ServingTests(PageCase):
 
     def test_static_files(self):
         """Every known static file is served with its type and the CSP."""
-        for name, content_type in openapi.STATIC_FILES.items():
+        for name, content_type in STATIC_FILES.items():
             response, content = self.get("/static/" + name)
             self.assertEqual(response.code, 200, name)
             self.assertEqual(self.header(response, "content-type"), content_type)
             self.assertEqual(
                 self.header(response, "content-security-policy"),
-                openapi.CONTENT_SECURITY_POLICY,
+                CONTENT_SECURITY_POLICY,
             )
             self.assertEqual(content.decode("utf-8"), static_text(name))
 
@@ -196,7 +197,7 @@ class ServingTests(PageCase):
     def test_static_lookup(self):
         """static_file refuses any name that is not listed."""
         for name in ("../web.py", "/etc/passwd", "static/app.js", "", ".", "app.js\x00"):
-            self.assertIsNone(openapi.static_file(name), name)
+            self.assertIsNone(static_file(name), name)
 
     def test_post_not_allowed(self):
         """POST / is a JSON 405."""
@@ -212,22 +213,32 @@ class PageContentTests(SynchronousTestCase):
         self.text = static_text("index.html")
         self.page = Page(self.text)
 
-    def test_every_endpoint(self):
-        """One form per probe endpoint; links to the document and the health check."""
-        self.assertEqual(
-            sorted("/" + f["attrs"]["data-endpoint"] for f in self.page.forms), sorted(PROBES)
-        )
+    def test_links(self):
+        """Links to the document and the health check; no form before the script runs."""
         hrefs = {attrs.get("href") for tag, attrs in self.page.tags if tag == "a"}
         self.assertLessEqual({"api/openapi.json", "api/health"}, hrefs)
+        self.assertEqual(self.page.forms, [])
 
     def test_groups(self):
-        """Every field group a form names is a <template> on the page, and is used."""
-        named = set()
-        for form in self.page.forms:
-            named.update(filter(None, form["attrs"]["data-groups"].split(",")))
-        self.assertEqual(
-            {"group-" + name for name in named | {"actions"}}, set(self.page.templates)
+        """
+        app.js copies fields from every field group on the page (and the
+        actions), and every field of a group is a field of some endpoint.
+        """
+        script = static_text("app.js")
+        groups = json.loads(
+            script.split("const GROUPS = ", 1)[1].split(";", 1)[0].replace("'", '"')
         )
+        self.assertEqual(
+            {"group-" + name for name in [*groups, "actions"]}, set(self.page.templates)
+        )
+        schemas = Schemas(openapi.document())
+        fields = set()
+        for path in PROBES:
+            fields.update(schemas.request(path)["properties"])
+        names = {
+            attrs["name"] for tag, attrs in self.page.tags if tag in ("input", "select", "textarea")
+        }
+        self.assertLessEqual(names, fields)
 
     def test_no_script_no_probe(self):
         """Without the script (which builds the forms) only the notice shows."""
@@ -237,10 +248,8 @@ class PageContentTests(SynchronousTestCase):
         self.assertIn("hidden", mains[0])
 
     def test_forms_post(self):
-        """Forms never submit by GET (a password must never reach a URL)."""
-        for form in self.page.forms:
-            self.assertEqual(form["attrs"]["method"], "post")
-        self.assertIn("form-action 'none'", openapi.CONTENT_SECURITY_POLICY)
+        """The CSP allows no form submission by the browser itself."""
+        self.assertIn("form-action 'none'", CONTENT_SECURITY_POLICY)
 
     def test_no_inline_code_or_external_resources(self):
         """Script and style come from static/; nothing inline, nothing from elsewhere."""
@@ -248,9 +257,9 @@ class PageContentTests(SynchronousTestCase):
             self.assertNotIn("style", attrs, tag)
             self.assertFalse([a for a in attrs if a.startswith("on")], tag)
             if tag == "script":
-                self.assertIn(attrs.get("src", "").removeprefix("static/"), openapi.STATIC_FILES)
+                self.assertIn(attrs.get("src", "").removeprefix("static/"), STATIC_FILES)
             if tag == "link":
-                self.assertIn(attrs["href"].removeprefix("static/"), openapi.STATIC_FILES)
+                self.assertIn(attrs["href"].removeprefix("static/"), STATIC_FILES)
             for name in ("src", "href", "action"):
                 self.assertNotIn("//", attrs.get(name) or "", (tag, name))
         self.assertNotIn("<style", self.text)
@@ -329,7 +338,7 @@ def _dump(chromium, fragment):
     )
     try:
         line = server.stdout.readline()
-        assert line.strip().isdigit(), "the test server did not start: %r" % (line,)
+        assert line.strip().isdigit(), f"the test server did not start: {line!r}"
         with tempfile.TemporaryDirectory() as profile:
             return subprocess.run(
                 [
@@ -340,7 +349,7 @@ def _dump(chromium, fragment):
                     "--v=0",
                     "--virtual-time-budget=5000",
                     "--dump-dom",
-                    "http://127.0.0.1:%d/%s" % (int(line), fragment),
+                    f"http://127.0.0.1:{int(line)}/{fragment}",
                 ],
                 capture_output=True,
                 text=True,
@@ -371,6 +380,21 @@ class BrowserTests(SynchronousTestCase):
         self.assertNotIn("hidden", tablists[0])
         console = [line for line in self.result.stderr.splitlines() if ":CONSOLE" in line]
         self.assertEqual(console, [])
+
+    def test_every_endpoint(self):
+        """One form per probe endpoint of the document, each posting to it."""
+        self.assertEqual(
+            sorted("/" + f["attrs"]["data-endpoint"] for f in self.dom.forms), sorted(PROBES)
+        )
+        self.assertEqual(
+            [f["attrs"]["id"] for f in self.dom.forms],
+            ["form-" + openapi.document()["paths"][p]["post"]["operationId"] for p in PROBES],
+        )
+
+    def test_forms_post(self):
+        """Forms never submit by GET (a password must never reach a URL)."""
+        for form in self.dom.forms:
+            self.assertEqual(form["attrs"]["method"], "post")
 
     def test_fields(self):
         """Each form has exactly the documented fields, with fitting inputs and limits."""
@@ -404,7 +428,7 @@ class BrowserTests(SynchronousTestCase):
                     self.assertEqual(int(control["max"]), prop["maximum"], where)
                     self.assertEqual(int(control["placeholder"]), prop["default"], where)
                     help_text = self.dom.texts[control["aria-describedby"]]
-                    limits = "%(minimum)d–%(maximum)d, default %(default)d" % prop
+                    limits = f"{prop['minimum']}–{prop['maximum']}, default {prop['default']}"
                     self.assertIn(limits, help_text, where)
                 else:
                     if name == "password":

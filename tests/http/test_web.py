@@ -1,8 +1,12 @@
-"""Tests for portofcall_xmpp.web through treq's StubTreq (in memory)."""
+"""
+Tests for portofcall_xmpp.web through treq's StubTreq (in memory), and the
+HTTP rules that only a real listening port shows (the request factory).
+"""
 
 import base64
 import json
 
+import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
@@ -166,13 +170,67 @@ class RequestRuleTests(WebCase):
         response, body = self.post("/api/xmpp/nope", {})
         self.assertEqual((response.code, body["success"]), (404, False))
 
+    def test_doubled_slash(self):
+        """
+        A path with a doubled slash is a JSON 404 like any unknown path, never
+        a redirect (whose Location werkzeug would build from the Host header).
+        """
+        self.api()
+        for method, path in (
+            ("post", "/api/xmpp//connect"),
+            ("get", "/api//health"),
+            ("get", "/static//app.js"),
+        ):
+            d = getattr(self.stub, method)(
+                BASE + path, data=b"{}", headers={"Content-Type": ["application/json"]}
+            )
+            self.stub.flush()
+            response = self.successResultOf(d)
+            self.assertEqual(response.code, 404, path)
+            self.assertFalse(response.headers.hasHeader("location"), path)
+            body = json.loads(self.successResultOf(response.content()))
+            self.assertEqual(body, {"success": False, "error": "Not found"}, path)
+
+    def test_odd_requests(self):
+        """
+        Odd requests, by any method, get a JSON error body: a multipart form
+        post is a 415 like any body that is not application/json.
+        """
+        self.api()
+        multipart = (
+            b'--x\r\nContent-Disposition: form-data; name="host"\r\n\r\nexample.com\r\n--x--\r\n'
+        )
+        cases = [
+            ("post", "/api/xmpp/connect", "multipart/form-data; boundary=x", multipart, 415),
+            ("post", "/api/xmpp/login", "text/plain", b"{}", 415),
+            ("post", "/api/xmpp/connect", "application/json-patch+json", b"{}", 415),
+            ("put", "/api/xmpp/connect", "multipart/form-data; boundary=x", multipart, 405),
+            ("delete", "/api/xmpp/connect", "application/json", b"{}", 405),
+            ("patch", "/api/health", "application/json", b"{}", 405),
+            ("put", "/nowhere", "multipart/form-data; boundary=x", multipart, 404),
+        ]
+        for method, path, content_type, data, status in cases:
+            d = getattr(self.stub, method)(
+                BASE + path, data=data, headers={"Content-Type": [content_type]}
+            )
+            self.stub.flush()
+            response = self.successResultOf(d)
+            where = (method, path, content_type)
+            self.assertEqual(response.code, status, where)
+            body = json.loads(self.successResultOf(response.content()))
+            self.assertIs(body["success"], False, where)
+            self.assertIsInstance(body["error"], str, where)
+
     def test_method_not_allowed(self):
-        """GET on a probe endpoint gets a JSON 405."""
+        """GET on a probe endpoint gets a JSON 405 whose Allow names POST."""
         self.api()
         d = self.stub.get(BASE + "/api/xmpp/connect")
         self.stub.flush()
         response = self.successResultOf(d)
         self.assertEqual(response.code, 405)
+        self.assertEqual(response.headers.getRawHeaders("allow"), ["POST"])
+        body = json.loads(self.successResultOf(response.content()))
+        self.assertEqual(body, {"success": False, "error": "Method not allowed"})
 
     def test_health(self):
         """GET /api/health answers status ok."""
@@ -360,3 +418,71 @@ class AuthEndpointTests(WebCase):
         self.assertIn("[redacted]", text)
         self.assertNotIn(marker, text)
         self.assertNotIn(encoded, text)
+
+
+# -- on a real listening port (the service's own request factory)
+
+
+def _raw_http(service, data: bytes) -> Deferred:
+    """Send C{data} to C{service} as is; fire with all it answers until it closes."""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.internet.protocol import Protocol
+
+    class Collect(Protocol):
+        def __init__(self):
+            self.chunks = []
+            self.done = Deferred()
+
+        def connectionMade(self):
+            self.transport.write(data)
+
+        def dataReceived(self, chunk):
+            self.chunks.append(chunk)
+
+        def connectionLost(self, reason):
+            self.done.callback(b"".join(self.chunks))
+
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", service.port.getHost().port)
+    proto = Collect()
+    return connectProtocol(endpoint, proto).addCallback(lambda _: proto.done)
+
+
+def _parse_answer(raw: bytes):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    return status, headers, body
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_port_doubled_slash(strict_service):
+    """On a real port too, a doubled slash is a JSON 404 without a Location."""
+    for request in (
+        b"POST /api/xmpp//connect HTTP/1.1\r\nHost: evil.example\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        b"GET /api//health HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    ):
+        status, headers, body = _parse_answer(await _raw_http(strict_service, request))
+        assert status == 404, request
+        assert "location" not in headers, request
+        assert json.loads(body) == {"success": False, "error": "Not found"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_port_malformed_multipart(strict_service):
+    """A malformed multipart body (no boundary) gets the JSON 415, not an empty 400."""
+    body = b"garbage"
+    request = (
+        b"POST /api/xmpp/connect HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: multipart/form-data\r\n"
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    ) + body
+    status, headers, answer = _parse_answer(await _raw_http(strict_service, request))
+    assert status == 415
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    assert json.loads(answer) == {
+        "success": False,
+        "error": "Content-Type must be application/json",
+    }

@@ -1,5 +1,5 @@
 """Tests for portofcall_xmpp.srv (RFC 2782 order and the SRV lookup) and its JSON
-(render_srv); the SRV resolver itself is tested in test_resolve.py."""
+(render.srv_report_json); the SRV resolver itself is tested in test_resolve.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from portofcall_xmpp import flows
 from portofcall_xmpp.errors import DNSError, FlowTimeout, ProbeTimeout
 from portofcall_xmpp.policy import Policy
-from portofcall_xmpp.render_srv import to_json
+from portofcall_xmpp.render import srv_report_json as to_json
 from portofcall_xmpp.resolve import (
     PER_PROBE_CONCURRENT,
     PER_PROBE_HOSTS,

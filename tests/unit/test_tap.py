@@ -10,7 +10,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from portofcall_xmpp import tap
+from portofcall_xmpp import __version__, tap
+from portofcall_xmpp.endpoints import ENDPOINTS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -109,7 +110,41 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(len(reactor.tcpServers), 1)
 
 
+def twistd(*argv):
+    """Run C{twistd argv} in a child process; its C{CompletedProcess}."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
+
+
 class PluginTests(SynchronousTestCase):
+    def test_help_lists_endpoints(self):
+        """twistd -n portofcall-xmpp --help lists every endpoint of the table, one a line."""
+        out = twistd("-n", "portofcall-xmpp", "--help")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = out.stdout.splitlines()
+        for endpoint in ENDPOINTS:
+            listed = [line for line in lines if line.split()[:2] == ["POST", endpoint.path]]
+            self.assertEqual(len(listed), 1, endpoint.path)
+            self.assertIn(endpoint.summary, listed[0])
+        for path in ("/api/health", "/api/openapi.json", "/"):
+            self.assertEqual(
+                len([line for line in lines if line.split()[:2] == ["GET", path]]), 1, path
+            )
+
+    def test_version(self):
+        """twistd -n portofcall-xmpp --version prints this service's version, not Twisted's."""
+        out = twistd("-n", "portofcall-xmpp", "--version")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout, f"portofcall-xmpp {__version__}\n")
+        self.assertNotIn("Twisted", out.stdout)
+
     def test_help(self):
         """twistd lists the plugin and its --help shows every SPEC §1 option."""
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))

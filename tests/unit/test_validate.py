@@ -27,6 +27,8 @@ from portofcall_xmpp.validate import (
     parse_login,
     parse_message,
     parse_roster,
+    parse_s2s,
+    parse_srv,
 )
 
 PASSWORD = "s3cr3t-Pa55w0rd"
@@ -803,6 +805,21 @@ class MessageTests(_Helpers, SynchronousTestCase):
         self.rejects_starting(
             parse_message, {**MESSAGE, "username": "a b"}, "username must be a valid JID localpart"
         )
+
+
+class TargetTests(SynchronousTestCase):
+    def test_target(self):
+        """Every request names where its probe goes (the log line's target), by its type."""
+        self.assertEqual(parse_connect({"host": "Example.COM"}).target, "example.com:5222")
+        self.assertEqual(parse_s2s({"host": "::1"}).target, "::1:5269")
+        self.assertEqual(parse_login({**AUTH, "port": 5223}).target, "example.com:5223")
+        self.assertEqual(parse_message(MESSAGE).target, "example.com:5222")
+        self.assertEqual(parse_srv({"domain": "example.org"}).target, "example.org")
+
+    def test_transcript(self):
+        """A /message request's transcript flag is that of its login."""
+        self.assertIs(parse_message({**MESSAGE, "transcript": True}).transcript, True)
+        self.assertIs(parse_message(MESSAGE).transcript, False)
 
 
 class JIDTests(SynchronousTestCase):

@@ -1,0 +1,913 @@
+"""
+Results to JSON: one renderer per result, each with the JSON Schema of what
+it answers declared beside it (in L{SCHEMAS}, the components of the OpenAPI
+document).  Only the web layer speaks JSON and milliseconds: times below it
+are seconds, turned into integer milliseconds here by L{schema.ms}.
+"""
+
+from __future__ import annotations
+
+from . import flows, srv
+from .schema import ms, nullable, obj, ref, strings
+from .validate import AuthRequest, ConnectRequest, MessageRequest, S2SRequest, SRVRequest
+
+#: The response schemas, by component name; each declared beside its renderer.
+SCHEMAS: dict[str, dict] = {}
+
+#: SPEC §2: the machine-readable reasons a probe stopped.
+ERROR_TYPES = (
+    "dns",
+    "connect",
+    "timeout",
+    "tls",
+    "stream_error",
+    "sasl",
+    "bind",
+    "protocol",
+    "too_large",
+    "closed",
+)
+
+
+# -- parts shared by several answers
+
+SCHEMAS["ErrorType"] = {
+    "type": "string",
+    "enum": list(ERROR_TYPES),
+    "description": "Why the probe stopped. `dns`: the name did not resolve; "
+    "`connect`: no TCP connection; `timeout`: the overall or a per-read timeout; "
+    "`tls`: TLS failed or the certificate was refused; `stream_error`: a "
+    "`<stream:error>`; `sasl`: authentication failed or no usable mechanism; "
+    "`bind`: resource binding or session failed; `protocol`: not well-formed or "
+    "not XMPP; `too_large`: a size limit was exceeded; `closed`: the server closed "
+    "the connection early.",
+}
+
+SCHEMAS["Phases"] = {
+    "type": "array",
+    "items": {"type": "string"},
+    "description": "The steps reached, in order: `tls_connected` (direct TLS), "
+    "`stream_opened`, `starttls_upgraded`, `sasl_<mechanism>_sent` (e.g. "
+    "`sasl_scram_sha_256_sent`), `authenticated`, `stream_restarted`, "
+    "`resource_bound`, `session_established`, then `roster_received` or "
+    "`message_sent`.",
+}
+
+SCHEMAS["Timings"] = {
+    "type": "object",
+    "additionalProperties": {"type": "integer"},
+    "description": "For each phase reached: milliseconds since the request started.",
+}
+
+SCHEMAS["TranscriptEntry"] = obj(
+    {
+        "dir": {"type": "string", "enum": ["out", "in"]},
+        "ms": {"type": "integer", "description": "Since the request started."},
+        "xml": {
+            "type": "string",
+            "description": "The element; credentials shown as `[redacted]`, "
+            "entries over 64 KiB cut with a marker.",
+        },
+    },
+    required=["dir", "ms", "xml"],
+)
+
+SCHEMAS["Transcript"] = {
+    "type": "array",
+    "items": ref("TranscriptEntry"),
+    "description": "Present when the request asked for `transcript: true`.",
+}
+
+
+def _transcript_json(entries) -> list:
+    return [{"dir": d, "ms": ms(t), "xml": xml} for d, t, xml in entries]
+
+
+SCHEMAS["Certificate"] = obj(
+    {
+        "subject": {"type": "string", "description": "RFC 4514."},
+        "issuer": {"type": "string", "description": "RFC 4514."},
+        "subjectAltNames": strings("E.g. `DNS:example.org`, `XmppAddr:example.org`."),
+        "notBefore": {"type": "string", "format": "date-time"},
+        "notAfter": {"type": "string", "format": "date-time"},
+        "fingerprintSha256": {
+            "type": "string",
+            "description": "Colon-separated upper-case hex.",
+        },
+        "verified": {
+            "type": "boolean",
+            "description": "The chain verifies to a trusted root and the name matches the domain.",
+        },
+        "verifyError": nullable("string", "Why not, or null."),
+        "matchesDomain": {
+            "type": "boolean",
+            "description": "The name check alone (RFC 6125/7590).",
+        },
+        "daysUntilExpiry": {
+            "type": "integer",
+            "description": "Whole days until `notAfter` (negative once expired).",
+        },
+    },
+    required=[
+        "subject",
+        "issuer",
+        "subjectAltNames",
+        "notBefore",
+        "notAfter",
+        "fingerprintSha256",
+        "verified",
+        "verifyError",
+        "matchesDomain",
+        "daysUntilExpiry",
+    ],
+    description="The server's certificate, judged.",
+)
+
+
+def _certificate_json(cert) -> dict:
+    return {
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "subjectAltNames": list(cert.subject_alt_names),
+        "notBefore": cert.not_before,
+        "notAfter": cert.not_after,
+        "fingerprintSha256": cert.fingerprint_sha256,
+        "verified": cert.verified,
+        "verifyError": cert.verify_error,
+        "matchesDomain": cert.matches_domain,
+        "daysUntilExpiry": cert.days_until_expiry,
+    }
+
+
+SCHEMAS["TLSReport"] = obj(
+    {
+        "available": {
+            "type": "boolean",
+            "description": "STARTTLS was offered, or the connection is direct TLS.",
+        },
+        "required": {
+            "type": "boolean",
+            "description": "`<required/>` inside `<starttls>`.",
+        },
+        "negotiated": {"type": "boolean"},
+        "direct": {"const": True, "description": "Present for direct TLS only."},
+        "protocol": {"type": "string", "description": "Once negotiated: e.g. TLSv1.3."},
+        "cipher": nullable("string"),
+        "alpn": nullable("string", "The negotiated ALPN protocol."),
+        "certificate": {
+            "anyOf": [ref("Certificate"), {"type": "null"}],
+            "description": "Once negotiated; null when the server sent none.",
+        },
+        "saslMechanisms": strings("Offered after STARTTLS."),
+        "features": strings("Features offered after STARTTLS."),
+        "dialback": {
+            "type": "boolean",
+            "description": "/s2s only: dialback offered after STARTTLS.",
+        },
+    },
+    required=["available", "required", "negotiated"],
+    description="What the server said about TLS and what became of it.",
+)
+
+
+def _tls_json(tls: flows.TLSInfo) -> dict:
+    body = {"available": tls.available, "required": tls.required, "negotiated": tls.negotiated}
+    if tls.direct:
+        body["direct"] = True
+    report = tls.report
+    if report is not None:
+        body["protocol"] = report.protocol
+        body["cipher"] = report.cipher
+        body["alpn"] = report.alpn
+        body["certificate"] = (
+            None if report.certificate is None else _certificate_json(report.certificate)
+        )
+    if tls.features is not None:
+        body["saslMechanisms"] = list(tls.features.mechanisms)
+        body["features"] = list(tls.features.features)
+    return body
+
+
+# -- /connect and /s2s
+
+SCHEMAS["ConnectSuccess"] = obj(
+    {
+        "success": {"const": True},
+        "message": {"const": "XMPP server reachable"},
+        "host": {"type": "string"},
+        "port": {"type": "integer"},
+        "domain": {"type": "string"},
+        "streamId": nullable("string"),
+        "serverFrom": nullable("string"),
+        "xmppVersion": nullable("string"),
+        "tls": ref("TLSReport"),
+        "saslMechanisms": strings(),
+        "compressionMethods": strings(),
+        "features": strings(
+            "Mapped feature names: `starttls`, `resource-binding`, `session`, "
+            "`stream-management`, `roster-versioning`, `client-state-indication`, "
+            "`message-carbons`."
+        ),
+        "featureNamespaces": strings("Every child namespace of the features block."),
+        "saslChannelBindings": strings("XEP-0440 types offered."),
+        "streamLang": nullable("string"),
+        "raw": {
+            "type": "string",
+            "description": "The first 2000 characters the server sent, up to the end "
+            "of the first features block.",
+        },
+        "warnings": strings(),
+        "elapsedMs": {"type": "integer"},
+        "transcript": ref("Transcript"),
+    },
+    required=[
+        "success",
+        "message",
+        "host",
+        "port",
+        "domain",
+        "streamId",
+        "serverFrom",
+        "xmppVersion",
+        "tls",
+        "saslMechanisms",
+        "compressionMethods",
+        "features",
+        "featureNamespaces",
+        "saslChannelBindings",
+        "streamLang",
+        "raw",
+        "warnings",
+        "elapsedMs",
+    ],
+    description="Top-level fields describe the first features block; `tls` the "
+    "block after STARTTLS.",
+)
+
+
+def connect_json(result: flows.ConnectResult, req: ConnectRequest | S2SRequest) -> dict:
+    """SPEC §3 /connect: the stream header, the features, and the TLS report."""
+    header, features = result.header, result.features
+    body = {
+        "success": True,
+        "message": "XMPP server reachable",
+        "host": result.host,
+        "port": result.port,
+        "domain": result.domain,
+        "streamId": header.id,
+        "serverFrom": header.from_,
+        "xmppVersion": header.version,
+        "tls": _tls_json(result.tls),
+        "saslMechanisms": list(features.mechanisms),
+        "compressionMethods": list(features.compression),
+        "features": list(features.features),
+        "featureNamespaces": list(features.namespaces),
+        "saslChannelBindings": list(features.channel_bindings),
+        "streamLang": header.lang,
+        "raw": result.raw,
+        "warnings": list(result.warnings),
+        "elapsedMs": ms(result.elapsed),
+    }
+    if req.transcript:
+        body["transcript"] = _transcript_json(result.transcript)
+    return body
+
+
+def _s2s_success(connect: dict) -> dict:
+    """/s2s answers the /connect fields for a jabber:server stream, plus dialback."""
+    schema = {**connect, "properties": dict(connect["properties"])}
+    props = schema["properties"]
+    props["message"] = {"const": "XMPP server reachable (server-to-server)"}
+    props["from"] = nullable("string", "The `from` we sent, or null.")
+    props["dialback"] = {
+        "type": "boolean",
+        "description": "The server offers dialback (`urn:xmpp:features:dialback`) in its "
+        "first features block; `tls.dialback` tells the same after STARTTLS.",
+    }
+    schema["required"] = [*connect["required"], "from", "dialback"]
+    return schema
+
+
+SCHEMAS["S2SSuccess"] = _s2s_success(SCHEMAS["ConnectSuccess"])
+
+
+def s2s_json(result: flows.ConnectResult, req: S2SRequest) -> dict:
+    """SPEC §7 /s2s: the /connect fields for a server-to-server stream, plus dialback."""
+    body = connect_json(result, req)
+    tail = {k: body.pop(k) for k in ("raw", "warnings", "elapsedMs", "transcript") if k in body}
+    body["message"] = "XMPP server reachable (server-to-server)"
+    body["from"] = req.from_
+    body["dialback"] = result.features.dialback
+    if result.tls.features is not None:
+        body["tls"]["dialback"] = result.tls.features.dialback
+    body.update(tail)
+    return body
+
+
+# -- the auth endpoints
+
+SCHEMAS["AuthSuccess"] = obj(
+    {
+        "success": {"const": True},
+        "host": {"type": "string"},
+        "port": {"type": "integer"},
+        "jid": {"type": "string", "description": "As bound by the server."},
+        "domain": {"type": "string"},
+        "phases": ref("Phases"),
+        "features": strings("Offered after the SASL restart."),
+        "saslMechanisms": strings("Offered when authenticating."),
+        "mechanism": {"type": "string"},
+        "channelBinding": nullable("string", "The channel-binding type used."),
+        "tls": ref("TLSReport"),
+        "timings": ref("Timings"),
+        "elapsedMs": {"type": "integer"},
+        "warnings": strings("E.g. `credentials sent without TLS`."),
+        "transcript": ref("Transcript"),
+    },
+    required=[
+        "success",
+        "host",
+        "port",
+        "jid",
+        "domain",
+        "phases",
+        "features",
+        "saslMechanisms",
+        "mechanism",
+        "channelBinding",
+        "tls",
+        "timings",
+        "elapsedMs",
+        "warnings",
+    ],
+    description="What every successful auth endpoint answers.",
+)
+
+
+def _auth_base(result: flows.AuthResult, req: AuthRequest, message: str | None) -> dict:
+    body = {
+        "success": True,
+        "host": result.host,
+        "port": result.port,
+        "jid": result.jid,
+        "domain": result.domain,
+        "phases": list(result.phases),
+        "features": list(result.features.features),
+        "saslMechanisms": list(result.sasl_mechanisms),
+        "mechanism": result.mechanism,
+        "channelBinding": result.channel_binding,
+        "tls": _tls_json(result.tls),
+    }
+    if message is not None:
+        body["message"] = message
+    body.update(
+        {
+            "timings": {k: ms(v) for k, v in result.timings.items()},
+            "elapsedMs": ms(result.elapsed),
+            "warnings": list(result.warnings),
+        }
+    )
+    if req.transcript:
+        body["transcript"] = _transcript_json(result.transcript)
+    return body
+
+
+SCHEMAS["LoginSuccess"] = {
+    "allOf": [
+        ref("AuthSuccess"),
+        obj({"message": {"const": "XMPP login successful"}}, required=["message"]),
+    ]
+}
+
+
+def login_json(result: flows.AuthResult, req: AuthRequest) -> dict:
+    """SPEC §4 /login."""
+    return _auth_base(result, req, "XMPP login successful")
+
+
+SCHEMAS["RosterContact"] = obj(
+    {
+        "jid": {"type": "string"},
+        "name": nullable("string"),
+        "subscription": {"type": "string", "description": "`none` when absent."},
+        "ask": nullable("string"),
+        "groups": strings("Every group of the item."),
+    },
+    required=["jid", "name", "subscription", "ask", "groups"],
+    description="One roster item (RFC 6121 §2.1.2).",
+)
+
+SCHEMAS["Roster"] = obj(
+    {
+        "total": {"type": "integer"},
+        "version": nullable("string"),
+        "contacts": {"type": "array", "items": ref("RosterContact")},
+    },
+    required=["total", "version", "contacts"],
+)
+
+SCHEMAS["RosterSuccess"] = {
+    "allOf": [
+        ref("AuthSuccess"),
+        obj(
+            {
+                "message": {"const": "XMPP roster retrieved"},
+                "roster": ref("Roster"),
+            },
+            required=["message", "roster"],
+        ),
+    ]
+}
+
+
+def roster_json(result: flows.AuthResult, req: AuthRequest) -> dict:
+    """SPEC §5 /roster: the login, then every roster item."""
+    body = _auth_base(result, req, "XMPP roster retrieved")
+    r = result.roster
+    body["roster"] = {
+        "total": len(r.contacts),
+        "version": r.version,
+        "contacts": [
+            {
+                "jid": c.jid,
+                "name": c.name,
+                "subscription": c.subscription,
+                "ask": c.ask,
+                "groups": list(c.groups),
+            }
+            for c in r.contacts
+        ],
+    }
+    return body
+
+
+SCHEMAS["ServerInfoSuccess"] = {
+    "allOf": [
+        ref("AuthSuccess"),
+        obj(
+            {
+                "message": {"const": "XMPP server information retrieved"},
+                "serverInfo": obj(
+                    {
+                        "identities": {
+                            "anyOf": [
+                                {
+                                    "type": "array",
+                                    "items": obj(
+                                        {
+                                            "category": {"type": "string"},
+                                            "type": {"type": "string"},
+                                            "name": nullable("string"),
+                                        },
+                                        required=["category", "type", "name"],
+                                    ),
+                                },
+                                {"type": "null"},
+                            ],
+                            "description": "XEP-0030 identities of the server "
+                            "(null when disco#info failed).",
+                        },
+                        "features": {
+                            "anyOf": [strings(), {"type": "null"}],
+                            "description": "XEP-0030 features (null when disco#info failed).",
+                        },
+                        "contactAddresses": {
+                            "anyOf": [
+                                {
+                                    "type": "object",
+                                    "additionalProperties": strings(),
+                                },
+                                {"type": "null"},
+                            ],
+                            "description": "XEP-0157: the fields of the serverinfo "
+                            "form (`abuse-addresses`, `admin-addresses`, ...).",
+                        },
+                        "forms": {
+                            "anyOf": [
+                                {
+                                    "type": "object",
+                                    "additionalProperties": {
+                                        "type": "object",
+                                        "additionalProperties": strings(),
+                                    },
+                                },
+                                {"type": "null"},
+                            ],
+                            "description": "Every XEP-0128 form, by FORM_TYPE.",
+                        },
+                        "software": {
+                            "anyOf": [
+                                obj(
+                                    {
+                                        "name": nullable("string"),
+                                        "version": nullable("string"),
+                                        "os": nullable("string"),
+                                    },
+                                    required=["name", "version", "os"],
+                                ),
+                                {"type": "null"},
+                            ],
+                            "description": "XEP-0092 software version.",
+                        },
+                        "pingMs": {
+                            "anyOf": [{"type": "number"}, {"type": "null"}],
+                            "description": "XEP-0199 ping round trip.",
+                        },
+                        "errors": obj(
+                            {
+                                "disco": nullable("string"),
+                                "version": nullable("string"),
+                                "ping": nullable("string"),
+                            },
+                            required=["disco", "version", "ping"],
+                            description="Why a part is missing: the condition of "
+                            "the iq error, or a read timeout.",
+                        ),
+                    },
+                    required=[
+                        "identities",
+                        "features",
+                        "contactAddresses",
+                        "forms",
+                        "software",
+                        "pingMs",
+                        "errors",
+                    ],
+                ),
+            },
+            required=["message", "serverInfo"],
+        ),
+    ]
+}
+
+
+def server_info_json(result: flows.AuthResult, req: AuthRequest) -> dict:
+    """SPEC §7 /server-info: the login, then disco#info, software version and ping."""
+    body = _auth_base(result, req, "XMPP server information retrieved")
+    info = result.server_info
+    disco = info.disco
+    body["serverInfo"] = {
+        "identities": None
+        if disco is None
+        else [{"category": i.category, "type": i.type, "name": i.name} for i in disco.identities],
+        "features": None if disco is None else list(disco.features),
+        "contactAddresses": None
+        if disco is None
+        else {k: list(v) for k, v in disco.contact_addresses().items()},
+        "forms": None
+        if disco is None
+        else {t: {k: list(v) for k, v in f.items()} for t, f in disco.forms.items()},
+        "software": None
+        if info.software is None
+        else {"name": info.software.name, "version": info.software.version, "os": info.software.os},
+        "pingMs": None if info.ping is None else round(info.ping * 1000, 1),
+        "errors": {
+            "disco": info.disco_error,
+            "version": info.software_error,
+            "ping": info.ping_error,
+        },
+    }
+    return body
+
+
+SCHEMAS["StanzaErrorCondition"] = obj(
+    {
+        "type": nullable("string"),
+        "condition": {"type": "string"},
+        "text": nullable("string"),
+    },
+    required=["type", "condition", "text"],
+)
+
+SCHEMAS["MessageSuccess"] = {
+    "allOf": [
+        ref("AuthSuccess"),
+        obj(
+            {
+                "message": obj(
+                    {
+                        "to": {"type": "string"},
+                        "body": {"type": "string"},
+                        "id": {"type": "string", "pattern": "^poc_"},
+                    },
+                    required=["to", "body", "id"],
+                    description="The message sent.",
+                ),
+                "deliveryError": nullable(
+                    "string",
+                    "The inner XML of the `<error>` of an error reply to this "
+                    "message within `waitMs`, or null.",
+                ),
+                "deliveryErrorCondition": {
+                    "anyOf": [ref("StanzaErrorCondition"), {"type": "null"}]
+                },
+                "receipt": obj(
+                    {
+                        "requested": {"type": "boolean"},
+                        "received": {"type": "boolean"},
+                        "ms": nullable("integer", "When the receipt arrived."),
+                    },
+                    required=["requested", "received", "ms"],
+                ),
+            },
+            required=["message", "deliveryError", "deliveryErrorCondition", "receipt"],
+        ),
+    ],
+    "description": "A delivery error leaves `success: true`: the message was sent.",
+}
+
+
+def message_json(result: flows.AuthResult, req: MessageRequest) -> dict:
+    """SPEC §6 /message: the login, then the message sent and what became of it."""
+    body = _auth_base(result, req.auth, None)
+    d = result.delivery
+    body["message"] = {"to": d.to, "body": d.body, "id": d.id}
+    body["deliveryError"] = d.error_xml
+    body["deliveryErrorCondition"] = (
+        None
+        if d.error is None
+        else {"type": d.error.type, "condition": d.error.condition, "text": d.error.text}
+    )
+    body["receipt"] = {
+        "requested": d.receipt_requested,
+        "received": d.receipt_after is not None,
+        "ms": None if d.receipt_after is None else ms(d.receipt_after),
+    }
+    return body
+
+
+# -- /srv
+
+SCHEMAS["SRVAddress"] = obj(
+    {
+        "address": {"type": "string"},
+        "allowed": {
+            "type": "boolean",
+            "description": "Whether this service's destination policy lets a probe "
+            "connect to it (addresses are reported, never refused).",
+        },
+    },
+    required=["address", "allowed"],
+)
+
+SCHEMAS["SRVService"] = obj(
+    {
+        "name": {"type": "string", "description": "The name queried (A-labels)."},
+        "status": {
+            "type": "string",
+            "enum": ["ok", "none", "unavailable", "error"],
+            "description": "`ok`: records found; `none`: no records (`nxdomain` "
+            "says whether the name does not exist); `unavailable`: a single `.` "
+            "target (the service is decidedly not offered); `error`: the lookup "
+            "failed (`error` says how).",
+        },
+        "nxdomain": {"type": "boolean"},
+        "records": {
+            "type": "array",
+            "description": "In the order a client tries them (RFC 2782).",
+            "items": obj(
+                {
+                    "priority": {"type": "integer"},
+                    "weight": {"type": "integer"},
+                    "port": {"type": "integer"},
+                    "target": {"type": "string"},
+                    "addresses": {"type": "array", "items": ref("SRVAddress")},
+                    "error": nullable("string"),
+                },
+                required=["priority", "weight", "port", "target", "addresses", "error"],
+            ),
+        },
+        "fallback": {
+            "anyOf": [
+                obj(
+                    {
+                        "host": {"type": "string"},
+                        "port": {"type": "integer"},
+                        "addresses": {
+                            "type": "array",
+                            "items": ref("SRVAddress"),
+                        },
+                        "error": nullable("string"),
+                    },
+                    required=["host", "port", "addresses", "error"],
+                ),
+                {"type": "null"},
+            ],
+            "description": "Where a client goes without records (the domain on "
+            "5222 / 5269); null for the xmpps services and for `unavailable`.",
+        },
+        "error": nullable("string"),
+    },
+    required=["name", "status", "nxdomain", "records", "fallback", "error"],
+)
+
+SCHEMAS["SRVSuccess"] = obj(
+    {
+        "success": {"const": True},
+        "domain": {"type": "string"},
+        "services": obj(
+            {
+                name: ref("SRVService")
+                for name in ("xmpp-client", "xmpps-client", "xmpp-server", "xmpps-server")
+            },
+            required=["xmpp-client", "xmpps-client", "xmpp-server", "xmpps-server"],
+        ),
+        "elapsedMs": {"type": "integer"},
+    },
+    required=["success", "domain", "services", "elapsedMs"],
+)
+
+
+def _srv_address_json(address: srv.AddressReport) -> dict:
+    return {"address": address.address, "allowed": address.allowed}
+
+
+def _srv_service_json(report: srv.ServiceReport) -> dict:
+    fallback = report.fallback
+    return {
+        "name": report.name,
+        "status": report.status,
+        "nxdomain": report.nxdomain,
+        "records": [
+            {
+                "priority": record.priority,
+                "weight": record.weight,
+                "port": record.port,
+                "target": record.target,
+                "addresses": [_srv_address_json(a) for a in record.addresses],
+                "error": record.error,
+            }
+            for record in report.records
+        ],
+        "fallback": None
+        if fallback is None
+        else {
+            "host": fallback.host,
+            "port": fallback.port,
+            "addresses": [_srv_address_json(a) for a in fallback.addresses],
+            "error": fallback.error,
+        },
+        "error": report.error,
+    }
+
+
+def srv_report_json(report: srv.SRVReport) -> dict:
+    """An SRV report as the C{SRVSuccess} schema has it, less C{success}."""
+    return {
+        "domain": report.domain,
+        "services": {s.service.key: _srv_service_json(s) for s in report.services},
+        "elapsedMs": ms(report.elapsed),
+    }
+
+
+def srv_json(report: srv.SRVReport, req: SRVRequest) -> dict:
+    """SPEC §7 /srv: the four SRV services of the domain."""
+    return {"success": True, **srv_report_json(report)}
+
+
+# -- failed probes (HTTP 200, success false)
+
+SCHEMAS["ProbeFailure"] = obj(
+    {
+        "success": {"const": False},
+        "error": {
+            "type": "string",
+            "description": "Human readable; a timeout begins `Connection timeout` "
+            "(overall) or `Read timeout` (per read).",
+        },
+        "errorType": ref("ErrorType"),
+        "host": {"type": "string"},
+        "port": {"type": "integer"},
+        "streamErrorText": {
+            "type": "string",
+            "description": "The `<text>` of a stream error.",
+        },
+        "xmlError": obj(
+            {"line": {"type": "integer"}, "column": {"type": "integer"}},
+            description="Where the server's XML stopped being well-formed.",
+        ),
+        "tls": ref("TLSReport"),
+        "warnings": strings(),
+        "raw": {"type": "string", "description": "What the server sent, when anything."},
+        "elapsedMs": {"type": "integer"},
+        "transcript": ref("Transcript"),
+    },
+    required=["success", "error", "errorType", "host", "port", "elapsedMs"],
+    description="The probe ran and stopped (HTTP 200). `tls` once TLS was negotiated.",
+)
+
+
+def _failure_base(failed: flows.Failed, where: dict, transcript: bool) -> dict:
+    error = failed.error
+    body = {"success": False, "error": error.message, "errorType": error.error_type, **where}
+    body.update(error.extra)
+    if failed.tls is not None and failed.tls.negotiated:
+        body["tls"] = _tls_json(failed.tls)
+    if failed.warnings:
+        body["warnings"] = list(failed.warnings)
+    if failed.raw:
+        body["raw"] = failed.raw
+    body["elapsedMs"] = ms(failed.elapsed)
+    if transcript:
+        body["transcript"] = _transcript_json(failed.transcript or ())
+    return body
+
+
+def probe_failure_json(failed: flows.Failed, req: ConnectRequest | S2SRequest) -> dict:
+    """A stream probe (/connect, /s2s) that stopped."""
+    return _failure_base(failed, {"host": req.host, "port": req.port}, req.transcript)
+
+
+SCHEMAS["AuthProbeFailure"] = {
+    "allOf": [
+        ref("ProbeFailure"),
+        obj(
+            {
+                "phases": ref("Phases"),
+                "timings": ref("Timings"),
+                "mechanism": {
+                    "type": "string",
+                    "description": "The SASL mechanism, once one was chosen.",
+                },
+                "channelBinding": nullable(
+                    "string", "With `mechanism`: the channel-binding type used."
+                ),
+                "saslCondition": {"type": "string"},
+                "saslText": {"type": "string"},
+                "scramError": {
+                    "type": "string",
+                    "description": "The server's SCRAM `e=` error.",
+                },
+                "errorCondition": {
+                    "allOf": [ref("StanzaErrorCondition")],
+                    "description": "Of a failed bind or session iq.",
+                },
+            },
+            required=["phases", "timings"],
+        ),
+    ],
+    "description": "A failed auth probe: as `ProbeFailure`, plus the phases reached.",
+}
+
+
+def auth_failure_json(failed: flows.Failed, req: AuthRequest) -> dict:
+    """An auth probe that stopped: as L{probe_failure_json}, plus the phases reached."""
+    where = {
+        "host": req.host,
+        "port": req.port,
+        "phases": list(failed.phases),
+        "timings": {k: ms(v) for k, v in failed.timings.items()},
+    }
+    if failed.mechanism is not None:
+        where["mechanism"] = failed.mechanism
+        where["channelBinding"] = failed.channel_binding
+    return _failure_base(failed, where, req.transcript)
+
+
+def message_failure_json(failed: flows.Failed, req: MessageRequest) -> dict:
+    """A /message probe that stopped: as L{auth_failure_json} of its login."""
+    return auth_failure_json(failed, req.auth)
+
+
+SCHEMAS["SRVFailure"] = obj(
+    {
+        "success": {"const": False},
+        "error": {
+            "type": "string",
+            "description": "Human readable; `Connection timeout` when the lookup "
+            "outlasted `timeout`.",
+        },
+        "errorType": ref("ErrorType"),
+        "domain": {"type": "string"},
+        "elapsedMs": {"type": "integer"},
+    },
+    required=["success", "error", "errorType", "domain", "elapsedMs"],
+    description="The lookup ran and stopped (HTTP 200): `dns` or `timeout`.",
+)
+
+
+def srv_failure_json(failed: flows.Failed, req: SRVRequest) -> dict:
+    """An SRV lookup that stopped (C{dns} or C{timeout})."""
+    return _failure_base(failed, {"domain": req.domain}, False)
+
+
+# -- refusals and the service itself
+
+SCHEMAS["Refused"] = obj(
+    {
+        "success": {"const": False},
+        "error": {"type": "string"},
+        "blocked": {"const": True, "description": "Present on 403 only."},
+    },
+    required=["success", "error"],
+    description="The request was refused before any probe ran.",
+)
+
+SCHEMAS["Health"] = obj(
+    {
+        "status": {"const": "ok"},
+        "version": {"type": "string"},
+        "inFlight": {"type": "integer", "description": "Probes running now."},
+    },
+    required=["status", "version", "inFlight"],
+)
