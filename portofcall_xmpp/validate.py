@@ -58,6 +58,8 @@ import precis_i18n
 
 from portofcall_xmpp.errors import RequestError
 from portofcall_xmpp.policy import parse_ip_literal
+from portofcall_xmpp.sasl import MECHANISMS
+from portofcall_xmpp.scram import CHANNEL_BINDINGS
 
 __all__ = [
     "AUTH_TLS_MODES",
@@ -102,17 +104,6 @@ MAX_DNS_LABEL = 63
 
 CONNECT_TLS_MODES = ("auto", "none", "direct")
 AUTH_TLS_MODES = ("auto", "required", "none", "direct")
-#: Strongest first: the order in which a mechanism is picked by default.
-MECHANISMS = (
-    "SCRAM-SHA-512-PLUS",
-    "SCRAM-SHA-256-PLUS",
-    "SCRAM-SHA-1-PLUS",
-    "SCRAM-SHA-512",
-    "SCRAM-SHA-256",
-    "SCRAM-SHA-1",
-    "PLAIN",
-)
-CHANNEL_BINDINGS = ("tls-exporter", "tls-server-end-point", "tls-unique")
 MESSAGE_TYPES = ("chat", "normal", "headline")
 
 # RFC 7622 section 3.3.1: characters a localpart may not contain.
