@@ -142,8 +142,8 @@ class ConnectResult:
     tls: TLSInfo
     raw: str
     elapsed: float
-    warnings: tuple[str, ...] = ()
-    transcript: tuple = ()
+    warnings: tuple[str, ...]
+    transcript: tuple
 
 
 @attrs.frozen
@@ -195,7 +195,7 @@ class AuthResult:
     tls: TLSInfo
     warnings: tuple[str, ...]
     elapsed: float
-    transcript: tuple = ()
+    transcript: tuple
     roster: Roster | None = None
     delivery: Delivery | None = None
     server_info: ServerInfo | None = None

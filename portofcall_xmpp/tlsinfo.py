@@ -22,6 +22,11 @@ verify), so C{/connect} can always describe what the server presented;
 L{report} does the verification afterwards, at a given time, against
 L{Trust}.
 
+OpenSSL accepts some certificates that C{cryptography} refuses to parse
+(e.g. a PrintableString holding a character PrintableString forbids): the
+report on such a leaf is read from its DER bytes (L{unparsed_report}), and
+such a certificate among the intermediates is left out with a warning.
+
 Getting the C{OpenSSL.SSL.Connection} after the handshake: C{transport.getHandle()}.
 
  - STARTTLS on a reactor TCP transport: C{transport.startTLS(creator)} wraps
