@@ -813,18 +813,14 @@ def _describe_name(name: x509.GeneralName):
 
 def _der_string(der: bytes, tag: int, encoding: str) -> str | None:
     """Decode one DER primitive string with C{tag} (UTF8String 0x0C, IA5String 0x16)."""
-    if len(der) < 2 or der[0] != tag:
+    try:
+        got, start, stop = _tlv(der, 0, len(der))
+    except ValueError:
         return None
-    length, offset = der[1], 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or len(der) < 2 + count:
-            return None
-        length, offset = int.from_bytes(der[2 : 2 + count], "big"), 2 + count
-    if len(der) != offset + length:
+    if got != tag or stop != len(der):
         return None
     try:
-        return der[offset:].decode(encoding)
+        return der[start:].decode(encoding)
     except UnicodeDecodeError:
         return None
 
