@@ -140,7 +140,9 @@ def service_probe(service_port: int, xmpp_port: int, endpoint: str):
     async def probe(port: int, n: int) -> bool:
         body = {"host": "127.0.0.1", "port": xmpp_port, "domain": DOMAIN, "timeout": 60000}
         if endpoint == "login":
-            body.update(username=USER, password=PASSWORD, resource="svc-%d" % n, mechanism="PLAIN")
+            body.update(
+                username=USER, password=PASSWORD, resource=f"svc-{n}", mechanism="PLAIN", tls="none"
+            )
         status, answer = await http_post(service_port, "/api/xmpp/" + endpoint, body)
         return status == 200 and answer.get("success") is True
 

@@ -1,32 +1,36 @@
 """
-The probes: each opens one connection, walks as far through RFC 6120/6121 as
-it was asked, and returns a frozen result -- or fails with a L{ProbeError}
-that carries the phases, timings and transcript reached so far.
+The probes: each opens one connection (or none, for L{srv}), walks as far
+through RFC 6120/6121 as it was asked, and returns a frozen result -- or
+fails with L{Failed}, which carries the L{ProbeError} and the phases,
+timings and transcript reached so far.
 
- - L{probe}: stream header and features (C{/api/xmpp/connect}),
+ - L{probe}: stream header and features, client (C{/api/xmpp/connect}) or
+   server-to-server (C{/api/xmpp/s2s}); STARTTLS when offered,
  - L{login}: SASL, stream restart, resource binding, session,
  - L{roster}: L{login}, then a C{jabber:iq:roster} get,
- - L{message}: L{login}, then one message and a listening window.
+ - L{message}: L{login}, then one message and a listening window,
+ - L{server_info}: L{login}, then disco#info, software version and a ping,
+ - L{srv}: the SRV records of a domain and their targets' addresses.
 
-Each public function returns a Deferred and applies the overall timeout to
-the whole coroutine; cancelling that Deferred (an HTTP client that went away)
-closes the connection too.  Times are seconds on the injected clock.
+A L{_Session} is one connection; it composes the stream steps (here), the
+TLS step (L{portofcall_xmpp.tlsstep}) and the SASL step
+(L{portofcall_xmpp.saslstep}).  Each public function returns a Deferred and
+applies the overall timeout to the whole coroutine; cancelling that Deferred
+(an HTTP client that went away) closes the connection too.  Times are
+seconds on the injected clock.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime
 import os
 from collections.abc import Callable
 
 import attrs
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.words.xish import domish
 
-from . import sasl, tlsinfo
+from . import tlsinfo
 from .errors import (
     BindFailure,
     FlowTimeout,
@@ -34,7 +38,6 @@ from .errors import (
     ProtocolViolation,
     ReadTimeout,
     SASLFailure,
-    TLSFailure,
 )
 from .parse import (
     NS_BIND,
@@ -43,10 +46,8 @@ from .parse import (
     NS_PING,
     NS_RECEIPTS,
     NS_ROSTER,
-    NS_SASL,
     NS_SERVER,
     NS_SESSION,
-    NS_TLS,
     NS_VERSION,
     Condition,
     DiscoInfo,
@@ -60,20 +61,14 @@ from .parse import (
     parse_disco_info,
     parse_features,
     parse_roster,
-    parse_sasl_failure,
     parse_stanza_error,
     parse_version,
     stanza_error,
-    text_of,
 )
 from .protocol import Transcript, XMPPClientProtocol
+from .saslstep import SASLStep
 from .stream import Limits, StreamHeader
-
-WARN_PLAINTEXT_CREDENTIALS = "credentials sent without TLS"
-TLS13_UNIQUE_WARNING = (
-    "tls-unique is undefined on TLS 1.3 (RFC 8446, RFC 9266); sent the client Finished "
-    "message, as ejabberd 23.01 expects"
-)
+from .tlsstep import TLSInfo, TLSStep
 
 
 @attrs.frozen
@@ -89,8 +84,9 @@ class Environment:
     @ivar to_thread: C{f -> Deferred} running CPU-heavy steps (SCRAM key
         derivation) off the reactor thread: C{deferToThread} in production;
         C{None} runs them inline (tests).
-    @ivar trust: the roots certificates are verified against (the system
-        store plus C{--ca-file}); C{None}: the system store, loaded on first use.
+    @ivar trust: the roots certificates are verified against; the service
+        passes the system store plus C{--ca-file}.  By default none, so that
+        no certificate verifies.
     @ivar resolver: host name to addresses (for L{srv} targets).
     @ivar srv_resolver: SRV records (L{srv}).
     @ivar policy: the destination policy (L{srv} marks addresses with it).
@@ -101,27 +97,10 @@ class Environment:
     read_timeout: float = 5.0
     limits: Limits = attrs.Factory(Limits)
     to_thread: Callable | None = None
-    trust: tlsinfo.Trust | None = None
+    trust: tlsinfo.Trust = attrs.Factory(lambda: tlsinfo.Trust(system=False))
     resolver: object = None
     srv_resolver: object = None
     policy: object = None
-
-    def tls_client(self, domain: str, alpn=None):
-        """A TLS client creator for C{domain} (SNI, ALPN; verification after)."""
-        trust = self.trust if self.trust is not None else _system_trust()
-        return tlsinfo.client_context(trust, domain, alpn=alpn)
-
-    def now(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.UTC)
-
-
-_SYSTEM_TRUST = []
-
-
-def _system_trust() -> tlsinfo.Trust:
-    if not _SYSTEM_TRUST:
-        _SYSTEM_TRUST.append(tlsinfo.Trust())
-    return _SYSTEM_TRUST[0]
 
 
 class Trace:
@@ -146,29 +125,9 @@ class Trace:
         if warning not in self.warnings:
             self.warnings.append(warning)
 
-
-@attrs.frozen
-class TLSInfo:
-    """
-    What the server said about TLS, and what became of it.
-
-    @ivar available: STARTTLS offered (or the connection is direct TLS).
-    @ivar required: C{<required/>} inside C{<starttls>}.
-    @ivar report: protocol, cipher and certificate, once negotiated.
-    @ivar features: the features block after STARTTLS (not for direct TLS).
-    """
-
-    available: bool
-    required: bool
-    negotiated: bool = False
-    direct: bool = False
-    report: tlsinfo.TLSReport | None = None
-    features: Features | None = None
-
-    def warnings(self) -> tuple[str, ...]:
-        if self.report is None or self.report.certificate is None:
-            return ()
-        return tuple(self.report.certificate.warnings)
+    def entries(self) -> tuple:
+        """The transcript so far (empty when none was asked for)."""
+        return tuple(self.transcript.entries) if self.transcript else ()
 
 
 @attrs.frozen
@@ -183,8 +142,8 @@ class ConnectResult:
     tls: TLSInfo
     raw: str
     elapsed: float
-    warnings: tuple[str, ...] = ()
-    transcript: tuple = ()
+    warnings: tuple[str, ...]
+    transcript: tuple
 
 
 @attrs.frozen
@@ -217,7 +176,11 @@ class ServerInfo:
 
 @attrs.frozen
 class AuthResult:
-    """The outcome of L{login}, L{roster} and L{message}."""
+    """
+    The outcome of L{login}, L{roster}, L{message} and L{server_info}; each
+    of the last three fills its own part (C{roster}, C{delivery},
+    C{server_info}).
+    """
 
     host: str
     port: int
@@ -232,7 +195,7 @@ class AuthResult:
     tls: TLSInfo
     warnings: tuple[str, ...]
     elapsed: float
-    transcript: tuple = ()
+    transcript: tuple
     roster: Roster | None = None
     delivery: Delivery | None = None
     server_info: ServerInfo | None = None
@@ -254,11 +217,11 @@ class Failed(Exception):
         self.phases = tuple(trace.phases)
         self.timings = dict(trace.timings)
         self.elapsed = trace.elapsed()
-        self.transcript = tuple(trace.transcript.entries) if trace.transcript else None
+        self.transcript = trace.entries()
         self.raw = raw
 
 
-def _timed(coro, env: Environment, total: float, trace: Trace, session) -> Deferred:
+def _timed(coro, env: Environment, total: float, trace: Trace, session: _Session) -> Deferred:
     """
     Run the flow coroutine under the overall timeout; turn failures into
     L{Failed} carrying what was reached.
@@ -266,7 +229,7 @@ def _timed(coro, env: Environment, total: float, trace: Trace, session) -> Defer
 
     def on_timeout(result, timeout):
         raise FlowTimeout(
-            "Connection timeout: the probe did not finish within %d ms" % (round(total * 1000),)
+            f"Connection timeout: the probe did not finish within {round(total * 1000)} ms"
         )
 
     def failed(failure):
@@ -275,9 +238,9 @@ def _timed(coro, env: Environment, total: float, trace: Trace, session) -> Defer
                 failure.value,
                 trace,
                 session.proto.raw(),
-                session.tls,
-                session.mechanism_used,
-                session.binding_used,
+                session.tls.info(),
+                session.sasl.mechanism,
+                session.sasl.binding,
             )
         return failure
 
@@ -287,7 +250,12 @@ def _timed(coro, env: Environment, total: float, trace: Trace, session) -> Defer
 
 
 class _Session:
-    """One connection walked through the stream steps; shared by the flows."""
+    """
+    One connection walked through the stream steps; shared by the flows.
+
+    @ivar tls: its L{TLSStep}.
+    @ivar sasl: its L{SASLStep}.
+    """
 
     def __init__(
         self,
@@ -307,63 +275,49 @@ class _Session:
         self.domain = domain
         self.from_ = from_
         # A server-to-server stream (jabber:server) or a client one.
-        self.services = tlsinfo.SERVER_SERVICES if server else tlsinfo.CLIENT_SERVICES
-        self.alpn = tlsinfo.XMPP_SERVER_ALPN if server else tlsinfo.XMPP_CLIENT_ALPN
         self.proto = XMPPClientProtocol(
             env.clock, env.limits, trace.transcript, namespace=NS_SERVER if server else NS_CLIENT
         )
-        self.tls = TLSInfo(False, False)
-        self.channel_binding: tuple[str, bytes] | None = None
-        self.binding_used: str | None = None
-        self.binding_by_default = False
-        self.mechanism_used: str | None = None
-        self.tls_connection = None
+        self.tls = TLSStep(
+            self.proto,
+            trace,
+            trust=env.trust,
+            clock=env.clock,
+            read_timeout=env.read_timeout,
+            domain=domain,
+            server=server,
+        )
+        self.sasl = SASLStep(self.proto, trace, env.read_timeout, env.to_thread)
 
-    async def open(self, direct: bool = False) -> tuple[StreamHeader, Features]:
+    async def open(self, tls_mode: str) -> tuple[StreamHeader, Features]:
         """
-        Connect (with TLS from the first byte when C{direct}, XEP-0368),
-        send our header, read the server's header and features.
+        Connect (with TLS from the first byte when C{tls_mode} is C{direct},
+        XEP-0368), send our header, read the server's header and features.
         """
-        if not direct:
+        if tls_mode == "direct":
+            await self.tls.connect_direct(self.env.connect, self.host, self.port)
+        else:
             await self.env.connect(self.host, self.port, self.proto)
-            return await self.open_stream()
-        creator = self.env.tls_client(self.domain, alpn=self.alpn)
-        self.proto.expect_tls()
-        await self.env.connect(self.host, self.port, self.proto, tls_context=creator)
-        await self.proto.wait_handshake(self.env.read_timeout)
-        self.trace.phase("tls_connected")
-        self._negotiated(creator, available=True, required=False, direct=True)
-        return await self.open_stream()
+        header, features = await self.open_stream()
+        self.tls.offered(features)
+        return header, features
 
-    def _negotiated(self, creator, *, available, required, direct=False):
-        connection = self.proto.tls_connection() or creator.connection
-        self.tls_connection = connection
-        trust = self.env.trust if self.env.trust is not None else _system_trust()
-        report = tlsinfo.report(
-            connection, self.domain, trust, self.env.now(), services=self.services
-        )
-        self.tls = TLSInfo(available, required, True, direct, report)
-        for warning in self.tls.warnings():
-            self.trace.warn(warning)
+    async def secure(self, features: Features, tls_mode: str, *, verify: bool) -> Features:
+        """
+        STARTTLS as C{tls_mode} says (L{TLSStep.starttls}); with C{verify},
+        stop unless the certificate verifies; then, after STARTTLS, the new
+        stream.
 
-    def check_certificate(self) -> None:
+        @return: the features to go on with (those after STARTTLS, if any).
         """
-        Stop before any credential leaves when the certificate does not
-        verify for the domain (C{tlsVerify: true}).
-        """
-        if not self.tls.negotiated:
-            return
-        cert = self.tls.report.certificate
-        if cert is not None and cert.verified:
-            return
-        why = cert.verify_error if cert is not None else "the server sent no certificate"
-        how = "pass tlsVerify: false to log in anyway"
-        if cert is None or not cert.chain_verified:
-            how += ", or start the service with --ca-file naming the CA that issued it"
-        raise TLSFailure(
-            "TLS certificate of %s did not verify: %s; no credentials were sent (%s)"
-            % (self.domain, why, how)
-        )
+        upgraded = await self.tls.starttls(features, tls_mode)
+        if verify:
+            self.tls.check_certificate()
+        if not upgraded:
+            return features
+        _, features = await self.open_stream()
+        self.tls.reopened(features)
+        return features
 
     async def open_stream(self) -> tuple[StreamHeader, Features]:
         self.proto.send_header(self.domain, self.from_)
@@ -373,149 +327,33 @@ class _Session:
         )
         return header, parse_features(features)
 
-    async def secure(self, features: Features, mode: str) -> Features:
+    async def authenticate(self, features: Features, req) -> str:
         """
-        The TLS step: C{auto} negotiates STARTTLS when offered, C{required}
-        fails (errorType C{tls}) when it is not, C{none} reports only,
-        C{direct} was negotiated by L{open}.
+        SASL with the channel binding the TLS step chooses, retried once with
+        the TLS 1.3 C{tls-unique} fallback when that step says so.
 
-        @return: the features to go on with (those after STARTTLS, if any).
+        @return: the mechanism's name.
         """
-        if mode == "direct":
-            return features
-        self.tls = TLSInfo(features.starttls, features.starttls_required)
-        if mode == "required" and not features.starttls:
-            raise TLSFailure(
-                "TLS required but the server does not offer STARTTLS "
-                "(features: %s)" % (", ".join(features.features) or "none",)
+        binding = self.tls.binding(features, req.channel_binding)
+
+        async def attempt(binding):
+            return await self.sasl.authenticate(
+                features,
+                req.username,
+                req.password,
+                req.mechanism,
+                binding=None if binding is None else (binding.kind, binding.data),
+                encrypted=self.tls.negotiated,
+                clear_allowed=req.tls == "none",
             )
-        if mode == "none" or not features.starttls:
-            return features
-        self.proto.send(domish.Element((NS_TLS, "starttls")))
-        reply = await self.proto.read_element(
-            _expect_starttls_reply, "STARTTLS reply", self.env.read_timeout
-        )
-        if reply.name == "failure":
-            raise TLSFailure("Server answered STARTTLS with <failure/>")
-        creator = self.env.tls_client(self.domain)
-        await self.proto.start_tls(creator, self.env.read_timeout)
-        self.trace.phase("starttls_upgraded")
-        self._negotiated(creator, available=features.starttls, required=features.starttls_required)
-        return features
 
-    async def after_tls(self, features: Features, verify: bool) -> Features:
-        """
-        Once STARTTLS is negotiated: check the certificate (auth flows with
-        C{verify}), then open the new stream and read its features.
-        """
-        if verify:
-            self.check_certificate()
-        if not self.tls.negotiated or self.tls.direct:
-            return features
-        _, features = await self.open_stream()
-        self.tls = attrs.evolve(self.tls, features=features)
-        return features
-
-    def choose_binding(self, features: Features, forced: str | None) -> None:
-        """The channel-binding data for SCRAM -PLUS (SPEC §4)."""
-        if self.tls_connection is None:
-            if forced is not None:
-                raise SASLFailure(
-                    "channelBinding %s needs TLS, and this connection has none" % (forced,)
-                )
-            return
-        if forced is not None:
-            data = tlsinfo.channel_binding(self.tls_connection, forced)
-            if not data and forced == tlsinfo.TLS_UNIQUE:
-                data = tlsinfo.tls_unique_tls13_compat(self.tls_connection)
-                if data:
-                    self.trace.warn(TLS13_UNIQUE_WARNING)
-            if not data:
-                raise SASLFailure(
-                    "channelBinding %s is not available on this connection (%s)"
-                    % (forced, self.tls.report.protocol)
-                )
-            self.channel_binding = (forced, data)
-        else:
-            self.channel_binding = tlsinfo.default_binding(
-                self.tls_connection, list(features.channel_bindings)
-            )
-            self.binding_by_default = not features.channel_bindings
-
-    def tls13_unique_fallback(self, error: SASLFailure) -> bool:
-        """
-        After a server refused a -PLUS login bound with C{tls-exporter} (the
-        RFC 9266 default on TLS 1.3, used because the server advertised no
-        binding types), switch to C{tls-unique} computed as ejabberd 23.01
-        does on TLS 1.3 (the client Finished message) for one more attempt
-        on the same stream (RFC 6120 §6.4.5 allows retries).
-
-        @return: whether to retry.
-        """
-        if not (
-            self.binding_by_default
-            and self.binding_used == tlsinfo.TLS_EXPORTER
-            and "saslCondition" in error.extra
-        ):
-            return False
-        data = tlsinfo.tls_unique_tls13_compat(self.tls_connection)
-        if not data:
-            return False
-        self.binding_by_default = False
-        self.channel_binding = (tlsinfo.TLS_UNIQUE, data)
-        self.trace.warn(
-            "the server refused channel binding tls-exporter (%s%s); retried with "
-            "tls-unique" % (error.extra["saslCondition"],
-                            ": " + error.extra["saslText"] if "saslText" in error.extra else "")
-        )  # fmt: skip
-        self.trace.warn(TLS13_UNIQUE_WARNING)
-        return True
-
-    async def authenticate(self, features: Features, username: str, password: str, requested):
-        """SASL (RFC 6120 §6): returns the mechanism's name once authenticated."""
-        offered = features.mechanisms
-        name = sasl.choose(requested, offered, can_bind=self.channel_binding is not None)
-        mechanism = sasl.create(
-            name,
-            username,
-            password,
-            channel_binding=self.channel_binding,
-            server_offers_plus=sasl.server_offers_plus(offered),
-            to_thread=self.env.to_thread,
-        )
-        self.mechanism_used = name
-        self.binding_used = getattr(mechanism, "channel_binding_type", None)
-        auth = domish.Element((NS_SASL, "auth"))
-        auth["mechanism"] = name
-        auth.addContent(_b64(mechanism.initial_response()))
-        self.proto.send(auth)
-        self.trace.phase(sasl.phase_name(name))
-        if name == "PLAIN" and not self.tls.negotiated:
-            self.trace.warn(WARN_PLAINTEXT_CREDENTIALS)
-        while True:
-            reply = await self.proto.read_element(
-                _expect_sasl_reply, "SASL reply", self.env.read_timeout
-            )
-            if reply.name == "failure":
-                condition = parse_sasl_failure(reply)
-                extra = {"saslCondition": condition.condition}
-                if condition.text:
-                    extra["saslText"] = condition.text
-                raise SASLFailure(
-                    "SASL authentication failed: %s" % (condition.condition,), extra=extra
-                )
-            data = _unb64(text_of(reply))
-            if reply.name == "success":
-                await maybeDeferred(mechanism.verify_success, data)
-                break
-            response = await maybeDeferred(mechanism.respond, data or b"")
-            element = domish.Element((NS_SASL, "response"))
-            element.addContent(_b64(response))
-            self.proto.send(element)
-        self.trace.phase("authenticated")
-        for warning in getattr(mechanism, "warnings", ()):
-            self.trace.warn(warning)
-        return name
+        try:
+            return await attempt(binding)
+        except SASLFailure as e:
+            retry = self.tls.unique_fallback(binding, self.sasl.binding, e)
+            if retry is None:
+                raise
+            return await attempt(retry)
 
     async def restart(self) -> Features:
         self.proto.restart_stream()
@@ -548,7 +386,7 @@ class _Session:
         if not features.bind:
             raise BindFailure(
                 "Server did not offer resource binding after authentication "
-                "(features: %s)" % (", ".join(features.features) or "none",)
+                f"(features: {', '.join(features.features) or 'none'})"
             )
         bind = domish.Element((NS_BIND, "bind"))
         bind.addElement("resource", content=resource)
@@ -574,55 +412,18 @@ class _Session:
 def _iq_failure(cls, what, iq):
     condition = parse_stanza_error(iq)
     extra = {"errorCondition": attrs.asdict(condition)}
-    return cls("%s: %s" % (what, condition.condition), extra=extra)
+    return cls(f"{what}: {condition.condition}", extra=extra)
 
 
 def _expect_features(element) -> bool:
     if is_features(element):
         return True
     raise ProtocolViolation(
-        "Expected <stream:features>, got <%s xmlns='%s'>" % (element.name, element.uri or "")
+        f"Expected <stream:features>, got <{element.name} xmlns='{element.uri or ''}'>"
     )
 
 
-def _expect_starttls_reply(element) -> bool:
-    if element.uri == NS_TLS and element.name in ("proceed", "failure"):
-        return True
-    raise ProtocolViolation(
-        "Expected <proceed/> or <failure/> after <starttls/>, got <%s xmlns='%s'>"
-        % (element.name, element.uri or "")
-    )
-
-
-def _expect_sasl_reply(element) -> bool:
-    if element.uri == NS_SASL and element.name in ("success", "failure", "challenge"):
-        return True
-    raise ProtocolViolation(
-        "Expected a SASL reply (<success/>, <failure/> or <challenge/>), got <%s xmlns='%s'>"
-        % (element.name, element.uri or "")
-    )
-
-
-def _b64(data: bytes | None) -> str:
-    # RFC 6120 §6.4.2: "=" stands for an empty response.
-    if not data:
-        return "="
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: str) -> bytes | None:
-    text = text.strip()
-    if not text:
-        return None
-    if text == "=":
-        return b""
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise SASLFailure("Server sent SASL data that is not valid base64") from e
-
-
-# -- /connect
+# -- /connect, /s2s
 
 
 def probe(env: Environment, req, started: float | None = None) -> Deferred:
@@ -649,12 +450,10 @@ def probe(env: Environment, req, started: float | None = None) -> Deferred:
 
     async def run():
         try:
-            header, features = await session.open(direct=req.tls == "direct")
+            header, features = await session.open(req.tls)
             raw = session.proto.raw()
-            if req.tls != "direct":
-                session.tls = TLSInfo(features.starttls, features.starttls_required)
             if req.tls == "auto":
-                await session.after_tls(await session.secure(features, "auto"), verify=False)
+                await session.secure(features, "auto", verify=False)
         finally:
             session.close()
         return ConnectResult(
@@ -663,82 +462,64 @@ def probe(env: Environment, req, started: float | None = None) -> Deferred:
             domain=req.domain,
             header=header,
             features=features,
-            tls=session.tls,
+            tls=session.tls.info(),
             raw=raw,
             elapsed=trace.elapsed(),
             warnings=tuple(trace.warnings),
-            transcript=tuple(trace.transcript.entries) if trace.transcript else (),
+            transcript=trace.entries(),
         )
 
     return _timed(run(), env, req.timeout, trace, session)
 
 
-# -- /login, /roster, /message
-
-
-async def _login(session: _Session, req) -> AuthResult:
-    header, features = await session.open(direct=req.tls == "direct")
-    session.trace.phase("stream_opened")
-    features = await session.secure(features, req.tls)
-    features = await session.after_tls(features, verify=req.tls_verify)
-    session.choose_binding(features, req.channel_binding)
-    offered = features.mechanisms
-    try:
-        mechanism = await session.authenticate(features, req.username, req.password, req.mechanism)
-    except SASLFailure as e:
-        if not session.tls13_unique_fallback(e):
-            raise
-        mechanism = await session.authenticate(features, req.username, req.password, req.mechanism)
-    features = await session.restart()
-    jid = await session.bind(features, req.resource)
-    trace = session.trace
-    return AuthResult(
-        host=req.host,
-        port=req.port,
-        domain=req.domain,
-        jid=jid,
-        phases=(),
-        timings={},
-        features=features,
-        sasl_mechanisms=offered,
-        mechanism=mechanism,
-        channel_binding=session.binding_used,
-        tls=session.tls,
-        warnings=tuple(trace.warnings),
-        elapsed=0.0,
-    )
-
-
-def _finish(result: AuthResult, trace: Trace, **changes) -> AuthResult:
-    return attrs.evolve(
-        result,
-        phases=tuple(trace.phases),
-        timings=dict(trace.timings),
-        warnings=tuple(trace.warnings),
-        elapsed=trace.elapsed(),
-        transcript=tuple(trace.transcript.entries) if trace.transcript else (),
-        **changes,
-    )
+# -- /login, /roster, /message, /server-info
 
 
 def _auth_flow(env: Environment, req, started, body) -> Deferred:
+    """
+    Log in as C{req} says, then run C{body(session)} (if any), whose dict
+    fills the rest of the L{AuthResult}.
+    """
     trace = Trace(env.clock, env.clock.seconds() if started is None else started, req.transcript)
     session = _Session(env, trace, req.host, req.port, req.domain)
 
     async def run():
         try:
-            result = await _login(session, req)
-            changes = await body(session, result) if body else {}
+            _, features = await session.open(req.tls)
+            trace.phase("stream_opened")
+            features = await session.secure(features, req.tls, verify=req.tls_verify)
+            offered = features.mechanisms
+            mechanism = await session.authenticate(features, req)
+            features = await session.restart()
+            jid = await session.bind(features, req.resource)
+            parts = await body(session) if body else {}
         finally:
             session.close()
-        return _finish(result, trace, **changes)
+        return AuthResult(
+            host=req.host,
+            port=req.port,
+            domain=req.domain,
+            jid=jid,
+            phases=tuple(trace.phases),
+            timings=dict(trace.timings),
+            features=features,
+            sasl_mechanisms=offered,
+            mechanism=mechanism,
+            channel_binding=session.sasl.binding,
+            tls=session.tls.info(),
+            warnings=tuple(trace.warnings),
+            elapsed=trace.elapsed(),
+            transcript=trace.entries(),
+            **parts,
+        )
 
     return _timed(run(), env, req.timeout, trace, session)
 
 
 def login(env: Environment, req, started: float | None = None) -> Deferred:
     """
-    Log in: stream, SASL, restart, bind, session when advertised.
+    Log in: stream, TLS as C{req.tls} says, SASL, restart, bind, session
+    when advertised.
 
     @param req: a C{validate.AuthRequest}.
     @return: a Deferred firing with an L{AuthResult}, or failing with
@@ -750,7 +531,7 @@ def login(env: Environment, req, started: float | None = None) -> Deferred:
 def roster(env: Environment, req, started: float | None = None) -> Deferred:
     """L{login}, then fetch the roster (RFC 6121 §2.1.3)."""
 
-    async def body(session, result):
+    async def body(session):
         query = domish.Element((NS_ROSTER, "query"))
         reply = await session.iq("get", "roster1", query, "roster")
         if reply["type"] == "error":
@@ -773,7 +554,7 @@ def server_info(env: Environment, req, started: float | None = None) -> Deferred
     @param req: a C{validate.AuthRequest}.
     """
 
-    async def body(session, result):
+    async def body(session):
         async def ask(id_, payload, what, phase):
             try:
                 reply = await session.iq("get", id_, payload, what, to=session.domain)
@@ -850,7 +631,7 @@ def message(env: Environment, req, started: float | None = None, make_id=message
     """
     auth = req.auth
 
-    async def body(session, result):
+    async def body(session):
         id_ = make_id()
         stanza = domish.Element((None, "message"))
         stanza["to"] = req.recipient
@@ -866,7 +647,7 @@ def message(env: Environment, req, started: float | None = None, make_id=message
         window = min(req.wait, max(0.0, auth.timeout - sent_at - margin))
         if window < req.wait:
             session.trace.warn(
-                "waitMs shortened to %d ms to fit the overall timeout" % (round(window * 1000),)
+                f"waitMs shortened to {round(window * 1000)} ms to fit the overall timeout"
             )
 
         def relevant(element):
@@ -906,16 +687,3 @@ def message(env: Environment, req, started: float | None = None, make_id=message
         }
 
     return _auth_flow(env, auth, started, body)
-
-
-__all__ = [
-    "AuthResult",
-    "ConnectResult",
-    "Delivery",
-    "Environment",
-    "Failed",
-    "login",
-    "message",
-    "probe",
-    "roster",
-]

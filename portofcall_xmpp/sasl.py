@@ -12,7 +12,8 @@ A mechanism is used by the login flow like this::
     # ...on <success/>:
     mech.verify_success(additional_data)     # raises SASLFailure if wrong
 
-The flow does the framing (base64, the C{<auth>}/C{<response>} elements).
+L{portofcall_xmpp.saslstep} does the framing (base64, the C{<auth>}/C{<response>}
+elements).
 C{respond} may return a Deferred: mechanisms with expensive key derivation
 run it off the reactor thread.  SCRAM lives in L{portofcall_xmpp.scram}.
 """
@@ -22,8 +23,10 @@ from __future__ import annotations
 from .errors import SASLFailure
 from .scram import Scram
 
-# SPEC §4: the default preference, strongest first.
-PREFERENCE = (
+#: Every mechanism this service can run, strongest first: the order in which
+#: one is picked by default (SPEC §4), and the one list (validation and the
+#: OpenAPI document use it).
+MECHANISMS = (
     "SCRAM-SHA-512-PLUS",
     "SCRAM-SHA-256-PLUS",
     "SCRAM-SHA-1-PLUS",
@@ -65,18 +68,12 @@ def _scram_mechanism(name: str) -> type[Scram]:
     def __init__(self, username: str, password: str, **options):
         Scram.__init__(self, name, username, password, **options)
 
-    doc = "%s (RFC 5802): keyword options as for L{Scram}." % (name,)
+    doc = f"{name} (RFC 5802): keyword options as for L{{Scram}}."
     return type(name.replace("-", "_"), (Scram,), {"__init__": __init__, "__doc__": doc})
 
 
-MECHANISMS = {"PLAIN": Plain}
-for _name in PREFERENCE:
-    if _name.startswith("SCRAM-"):
-        MECHANISMS[_name] = _scram_mechanism(_name)
-del _name
-
-# The mechanisms this service can run, in SPEC §4 preference order.
-IMPLEMENTED = tuple(name for name in PREFERENCE if name in MECHANISMS)
+# The class of each of L{MECHANISMS}.
+CLASSES = {name: Plain if name == "PLAIN" else _scram_mechanism(name) for name in MECHANISMS}
 
 
 def is_plus(name: str) -> bool:
@@ -105,16 +102,16 @@ def choose(requested: str | None, offered, *, can_bind: bool = False) -> str:
     if requested is not None:
         if requested in MECHANISMS and is_plus(requested) and not can_bind:
             raise SASLFailure(
-                "SASL %s: channel binding needs TLS (with channel-binding data). Available: %s"
-                % (requested, available)
+                f"SASL {requested}: channel binding needs TLS (with channel-binding data). "
+                f"Available: {available}"
             )
         if requested in offered and requested in MECHANISMS:
             return requested
-        raise SASLFailure("SASL %s not supported. Available: %s" % (requested, available))
-    for name in IMPLEMENTED:
+        raise SASLFailure(f"SASL {requested} not supported. Available: {available}")
+    for name in MECHANISMS:
         if name in offered and (can_bind or not is_plus(name)):
             return name
-    raise SASLFailure("No supported SASL mechanism. Available: %s" % (available,))
+    raise SASLFailure(f"No supported SASL mechanism. Available: {available}")
 
 
 def create(name: str, username: str, password: str, **options):
@@ -124,7 +121,7 @@ def create(name: str, username: str, password: str, **options):
     C{options} (C{channel_binding}, C{server_offers_plus}, C{to_thread}) go
     to SCRAM mechanisms; PLAIN ignores them.
     """
-    cls = MECHANISMS[name]
+    cls = CLASSES[name]
     if issubclass(cls, Scram):
         return cls(username, password, **options)
     return cls(username, password)
@@ -132,4 +129,4 @@ def create(name: str, username: str, password: str, **options):
 
 def phase_name(mechanism: str) -> str:
     """The SPEC §4 phase for a mechanism: C{sasl_scram_sha_256_sent}."""
-    return "sasl_%s_sent" % (mechanism.lower().replace("-", "_"),)
+    return f"sasl_{mechanism.lower().replace('-', '_')}_sent"

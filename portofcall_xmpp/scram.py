@@ -59,7 +59,14 @@ from .errors import SASLFailure
 
 HASHES = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 NAMES = tuple(HASHES) + tuple(name + "-PLUS" for name in HASHES)
-CHANNEL_BINDING_TYPES = ("tls-exporter", "tls-server-end-point", "tls-unique")
+
+# The channel-binding types (RFC 5929, RFC 9266) of the GS2 header.
+TLS_EXPORTER = "tls-exporter"
+TLS_SERVER_END_POINT = "tls-server-end-point"
+TLS_UNIQUE = "tls-unique"
+#: Every channel-binding type this service can compute, best first (SPEC §4):
+#: the one list (validation, the OpenAPI document and the TLS layer use it).
+CHANNEL_BINDINGS = (TLS_EXPORTER, TLS_SERVER_END_POINT, TLS_UNIQUE)
 
 # Refused before deriving: PBKDF2 cost is linear in the count, and the count
 # is the server's (or an attacker's) choice.
@@ -144,11 +151,11 @@ def _attributes(message: bytes, what: str) -> list[tuple[str, str]]:
     try:
         text = message.decode("utf-8")
     except UnicodeDecodeError:
-        raise SASLFailure("SCRAM: the %s is not valid UTF-8" % (what,)) from None
+        raise SASLFailure(f"SCRAM: the {what} is not valid UTF-8") from None
     pairs = []
     for part in text.split(","):
         if not _ATTRIBUTE.match(part):
-            raise SASLFailure("SCRAM: malformed %s: %s" % (what, _quote(text)))
+            raise SASLFailure(f"SCRAM: malformed {what}: {_quote(text)}")
         pairs.append((part[0], part[2:]))
     return pairs
 
@@ -178,7 +185,7 @@ class Scram:
     ):
         """
         @param channel_binding: None, or C{(type, data)} with C{type} one of
-            L{CHANNEL_BINDING_TYPES}; empty data counts as none.
+            L{CHANNEL_BINDINGS}; empty data counts as none.
         @param server_offers_plus: whether the server offered a SCRAM -PLUS
             mechanism (L{portofcall_xmpp.sasl.server_offers_plus}).
         @param to_thread: C{f -> Deferred} running C{f} off the reactor
@@ -188,7 +195,7 @@ class Scram:
         @raise ValueError: an unknown mechanism, binding type or bad nonce.
         """
         if name not in NAMES:
-            raise ValueError("not a SCRAM mechanism: %r" % (name,))
+            raise ValueError(f"not a SCRAM mechanism: {name!r}")
         self.name = name
         self.plus = name.endswith("-PLUS")
         self._hash = HASHES[name.removesuffix("-PLUS")]
@@ -198,15 +205,15 @@ class Scram:
         self.warnings = []
 
         cb_type, cb_data = channel_binding if channel_binding is not None else (None, b"")
-        if cb_type is not None and cb_type not in CHANNEL_BINDING_TYPES:
-            raise ValueError("unknown channel-binding type: %r" % (cb_type,))
+        if cb_type is not None and cb_type not in CHANNEL_BINDINGS:
+            raise ValueError(f"unknown channel-binding type: {cb_type!r}")
         if self.plus:
             if not cb_data:
                 raise SASLFailure(
-                    "SASL %s: channel binding needs TLS (with channel-binding data)" % (name,)
+                    f"SASL {name}: channel binding needs TLS (with channel-binding data)"
                 )
             self.gs2_flag, self.channel_binding_type = "p", cb_type
-            gs2_header = "p=%s,," % (cb_type,)
+            gs2_header = f"p={cb_type},,"
             cbind_input = gs2_header.encode("ascii") + cb_data
         else:
             self.gs2_flag = "y" if cb_data and not server_offers_plus else "n"
@@ -245,11 +252,7 @@ class Scram:
         return prepared.encode("utf-8")
 
     def __repr__(self):
-        return "<Scram %s gs2=%s iterations=%s [redacted]>" % (
-            self.name,
-            self.gs2_flag,
-            self.iterations,
-        )
+        return f"<Scram {self.name} gs2={self.gs2_flag} iterations={self.iterations} [redacted]>"
 
     def _fail(self, message: str, **extra) -> SASLFailure:
         self._state = _FAILED
@@ -289,16 +292,16 @@ class Scram:
         attributes = _attributes(message, what)
         keys = [key for key, _ in attributes]
         if keys[0] == "e":
+            refusal = _quote(attributes[0][1])
             raise self._fail(
-                "SCRAM: the server refused the authentication: %s" % (_quote(attributes[0][1]),),
-                scramError=_quote(attributes[0][1]),
+                f"SCRAM: the server refused the authentication: {refusal}", scramError=refusal
             )
         if "m" in keys:
             raise self._fail("SCRAM: the server requires an unsupported mandatory extension (m=)")
         if keys[:3] != ["r", "s", "i"] or {"r", "s", "i"} & set(keys[3:]):
             raise self._fail(
-                "SCRAM: malformed %s (expected r=, s=, i= in that order): %s"
-                % (what, _quote(message.decode("utf-8")))
+                f"SCRAM: malformed {what} (expected r=, s=, i= in that order): "
+                f"{_quote(message.decode('utf-8'))}"
             )
         nonce, salt_b64, count = (value for _, value in attributes[:3])
 
@@ -309,31 +312,26 @@ class Scram:
         try:
             salt = base64.b64decode(salt_b64, validate=True)
         except binascii.Error:
-            raise self._fail(
-                "SCRAM: the salt is not valid base64: %s" % (_quote(salt_b64),)
-            ) from None
+            raise self._fail(f"SCRAM: the salt is not valid base64: {_quote(salt_b64)}") from None
         if not salt:
             raise self._fail("SCRAM: the salt is empty")
         if not _POSITIVE.fullmatch(count):
             raise self._fail(
-                "SCRAM: the iteration count is not a positive integer: %s" % (_quote(count),)
+                f"SCRAM: the iteration count is not a positive integer: {_quote(count)}"
             )
         if len(count) > len(str(MAX_ITERATIONS)) or int(count) > MAX_ITERATIONS:
             raise self._fail(
-                "SCRAM iteration count %s exceeds the limit of %d"
-                % (_quote(count, 20), MAX_ITERATIONS)
+                f"SCRAM iteration count {_quote(count, 20)} exceeds the limit of {MAX_ITERATIONS}"
             )
         self.iterations = int(count)
         if self.iterations < MIN_ITERATIONS:
             self.weak_iterations = True
             self.warnings.append(
-                "SCRAM iteration count %d is below the recommended minimum of %d"
-                % (self.iterations, MIN_ITERATIONS)
+                f"SCRAM iteration count {self.iterations} is below the recommended minimum "
+                f"of {MIN_ITERATIONS}"
             )
 
-        self._client_final_without_proof = ("c=%s,r=%s" % (self._channel_binding, nonce)).encode(
-            "ascii"
-        )
+        self._client_final_without_proof = f"c={self._channel_binding},r={nonce}".encode("ascii")
         auth_message = b",".join(
             (self._client_first_bare, message, self._client_final_without_proof)
         )
@@ -359,13 +357,13 @@ class Scram:
         key, value = attributes[0]
         if key == "e":
             raise self._fail(
-                "SCRAM: the server refused the authentication: %s" % (_quote(value),),
+                f"SCRAM: the server refused the authentication: {_quote(value)}",
                 scramError=_quote(value),
             )
         if key != "v":
             raise self._fail(
-                "SCRAM: malformed server-final-message (expected v= or e=): %s"
-                % (_quote(message.decode("utf-8")),)
+                "SCRAM: malformed server-final-message (expected v= or e=): "
+                f"{_quote(message.decode('utf-8'))}"
             )
         try:
             signature = base64.b64decode(value, validate=True)

@@ -22,6 +22,11 @@ verify), so C{/connect} can always describe what the server presented;
 L{report} does the verification afterwards, at a given time, against
 L{Trust}.
 
+OpenSSL accepts some certificates that C{cryptography} refuses to parse
+(e.g. a PrintableString holding a character PrintableString forbids): the
+report on such a leaf is read from its DER bytes (L{unparsed_report}), and
+such a certificate among the intermediates is left out with a warning.
+
 Getting the C{OpenSSL.SSL.Connection} after the handshake: C{transport.getHandle()}.
 
  - STARTTLS on a reactor TCP transport: C{transport.startTLS(creator)} wraps
@@ -44,6 +49,7 @@ made in L{ClientCreator.connection}.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import math
 import os
@@ -75,42 +81,14 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
 
 from . import names
+from .scram import CHANNEL_BINDINGS, TLS_EXPORTER, TLS_SERVER_END_POINT, TLS_UNIQUE
 
-__all__ = [
-    "BINDING_PREFERENCE",
-    "TLS_EXPORTER",
-    "TLS_SERVER_END_POINT",
-    "TLS_UNIQUE",
-    "XMPP_CLIENT_ALPN",
-    "CAFileError",
-    "CertificateReport",
-    "ClientCreator",
-    "TLSReport",
-    "Trust",
-    "certificate_report",
-    "channel_binding",
-    "client_context",
-    "default_binding",
-    "end_point_hash",
-    "report",
-    "tls_connection",
-    "tls_exporter",
-    "tls_server_end_point",
-    "tls_unique",
-]
-
-#: ALPN protocol list for XEP-0368 direct TLS to a client port.
+#: ALPN protocol lists for XEP-0368 direct TLS to a client or a server port.
 XMPP_CLIENT_ALPN = (b"xmpp-client",)
 XMPP_SERVER_ALPN = (b"xmpp-server",)
 # The SRV-ID services a certificate may name (RFC 7590 §3.1, XEP-0368).
 CLIENT_SERVICES = ("xmpp-client", "xmpps-client")
 SERVER_SERVICES = ("xmpp-server", "xmpps-server")
-
-TLS_EXPORTER = "tls-exporter"
-TLS_SERVER_END_POINT = "tls-server-end-point"
-TLS_UNIQUE = "tls-unique"
-#: The channel-binding types we can compute, best first (SPEC §4).
-BINDING_PREFERENCE = (TLS_EXPORTER, TLS_SERVER_END_POINT, TLS_UNIQUE)
 
 #: A certificate that expires sooner than this gets a warning.
 EXPIRY_WARNING_DAYS = 14
@@ -364,20 +342,27 @@ class CertificateReport:
     @ivar days_until_expiry: whole days from C{now} to C{notAfter}, rounded
         down (negative once expired).
     @ivar warnings: e.g. C{"certificate expires in 5 days"}.
+    @ivar parsed: C{cryptography} could parse the certificate.  When it could
+        not (OpenSSL is more lenient: e.g. a PrintableString holding a
+        character PrintableString forbids), the report holds what could be
+        read from the DER bytes -- subject, issuer, dates (C{None} if even
+        those are unreadable) and fingerprint --, C{verify_error} names the
+        parse problem, and nothing is verified: not the chain, not the name.
     """
 
-    subject: str
-    issuer: str
+    subject: str | None
+    issuer: str | None
     subject_alt_names: tuple[str, ...]
-    not_before: str
-    not_after: str
+    not_before: str | None
+    not_after: str | None
     fingerprint_sha256: str
     verified: bool
     verify_error: str | None
     matches_domain: bool
     chain_verified: bool
-    days_until_expiry: int
+    days_until_expiry: int | None
     warnings: tuple[str, ...] = ()
+    parsed: bool = True
 
 
 @attrs.frozen
@@ -418,11 +403,24 @@ def report(
         C{datetime.fromtimestamp(clock.seconds(), UTC)}.
     """
     alpn = connection.get_alpn_proto_negotiated()
-    leaf = connection.get_peer_certificate(as_cryptography=True)
+    peer = connection.get_peer_certificate()
     certificate = None
-    if leaf is not None:
-        sent = connection.get_peer_cert_chain(as_cryptography=True) or []
-        certificate = certificate_report(leaf, sent, domain, trust, now, services=services)
+    if peer is not None:
+        der = crypto.dump_certificate(crypto.FILETYPE_ASN1, peer)
+        try:
+            leaf = x509.load_der_x509_certificate(der)
+        except ValueError as e:
+            certificate = unparsed_report(der, e, now)
+        else:
+            chain, unreadable = [], []
+            for cert in connection.get_peer_cert_chain() or []:
+                try:
+                    chain.append(cert.to_cryptography())
+                except ValueError as e:
+                    unreadable.append(_parse_problem(e))
+            certificate = certificate_report(
+                leaf, chain, domain, trust, now, services=services, unreadable=unreadable
+            )
     return TLSReport(
         protocol=connection.get_protocol_version_name(),
         cipher=connection.get_cipher_name(),
@@ -439,16 +437,25 @@ def certificate_report(
     now: datetime.datetime,
     *,
     services: Sequence[str] = CLIENT_SERVICES,
+    unreadable: Sequence[str] = (),
 ) -> CertificateReport:
     """
     Judge C{leaf} for C{domain}: the chain (C{chain}: the certificates the
     server sent, the leaf among them or not) against C{trust} at C{now}, and
     the name per RFC 6125 / RFC 7590 / RFC 6120 §13.7.1.2.
+
+    @param unreadable: the parse problems of certificates the server sent
+        in its chain that could not be parsed (left out of C{chain}); each
+        becomes a warning.
     """
     now = _utc(now)
     sans, xmpp_addrs, patterns, ignored = _identities(leaf)
     warnings = [
         f"subjectAltName {name} is not a valid identifier and was ignored" for name in ignored
+    ]
+    warnings += [
+        f"a certificate of the chain could not be parsed ({problem}) and was left out"
+        for problem in unreadable
     ]
 
     chain_error = _chain_error(leaf, chain, trust, now)
@@ -456,13 +463,7 @@ def certificate_report(
     name_error = None if matches else _name_error(leaf, domain, sans)
 
     not_after = leaf.not_valid_after_utc
-    remaining = (not_after - now).total_seconds()
-    days = math.floor(remaining / 86400)
-    if 0 < remaining and days < EXPIRY_WARNING_DAYS:
-        if days == 0:
-            warnings.append("certificate expires in less than a day")
-        else:
-            warnings.append(f"certificate expires in {days} day{'s' if days != 1 else ''}")
+    days = _days_left(not_after, now, warnings)
 
     errors = [e for e in (chain_error, name_error) if e is not None]
     return CertificateReport(
@@ -479,6 +480,167 @@ def certificate_report(
         days_until_expiry=days,
         warnings=tuple(warnings),
     )
+
+
+def unparsed_report(der: bytes, error: ValueError, now: datetime.datetime) -> CertificateReport:
+    """
+    The report on a certificate C{cryptography} refused to parse (C{error}):
+    what can be read from its DER bytes, nothing verified (see
+    L{CertificateReport.parsed}).
+    """
+    subject, issuer, not_before, not_after = _read_der(der)
+    warnings: list[str] = []
+    days = None if not_after is None else _days_left(not_after, _utc(now), warnings)
+    return CertificateReport(
+        subject=subject,
+        issuer=issuer,
+        subject_alt_names=(),
+        not_before=None if not_before is None else _iso(not_before),
+        not_after=None if not_after is None else _iso(not_after),
+        fingerprint_sha256=hashlib.sha256(der).digest().hex(":").upper(),
+        verified=False,
+        verify_error=f"certificate could not be parsed ({_parse_problem(error)}), "
+        "so it was not verified",
+        matches_domain=False,
+        chain_verified=False,
+        days_until_expiry=days,
+        warnings=tuple(warnings),
+        parsed=False,
+    )
+
+
+def _days_left(not_after: datetime.datetime, now: datetime.datetime, warnings: list) -> int:
+    """Whole days until C{not_after}; a warning added to C{warnings} when few are left."""
+    remaining = (not_after - now).total_seconds()
+    days = math.floor(remaining / 86400)
+    if 0 < remaining and days < EXPIRY_WARNING_DAYS:
+        if days == 0:
+            warnings.append("certificate expires in less than a day")
+        else:
+            warnings.append(f"certificate expires in {days} day{'s' if days != 1 else ''}")
+    return days
+
+
+# cryptography's parse errors read "error parsing asn1 value: ParseError { kind:
+# InvalidValue, location: [..., "AttributeValue::PrintableString"] }".
+_PARSE_ERROR = re.compile(r"ParseError \{ kind: (\w+)(?:, location: \[([^\]]*)\])?")
+
+
+def _parse_problem(error: ValueError) -> str:
+    """C{cryptography}'s parse error in words, e.g. C{invalid value in AttributeValue::...}."""
+    text = str(error)
+    match = _PARSE_ERROR.search(text)
+    if match is None:
+        return text
+    kind = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", match.group(1)).lower()
+    where = re.findall(r'"([^"]*)"', match.group(2) or "")
+    return f"{kind} in {where[-1]}" if where else kind
+
+
+# -- reading a certificate cryptography refuses ---------------------------------
+
+_STRING_CODECS = {0x0C: "utf-8", 0x1E: "utf-16-be", 0x1C: "utf-32-be"}  # others: Latin-1
+
+
+def _tlv(der: bytes, offset: int, end: int) -> tuple[int, int, int]:
+    """C{(tag, start, stop)} of the DER element at C{offset}; its contents: C{der[start:stop]}."""
+    if offset + 2 > end:
+        raise ValueError("truncated DER")
+    tag, length, start = der[offset], der[offset + 1], offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 0 < count <= 4 or start + count > end:
+            raise ValueError("bad DER length")
+        length, start = int.from_bytes(der[start : start + count], "big"), start + count
+    if start + length > end:
+        raise ValueError("truncated DER")
+    return tag, start, start + length
+
+
+def _children(der: bytes, start: int, stop: int):
+    """The C{(tag, start, stop)} of each element inside C{der[start:stop]}."""
+    while start < stop:
+        element = _tlv(der, start, stop)
+        yield element
+        start = element[2]
+
+
+def _oid(body: bytes) -> str:
+    arcs, value = [], 0
+    for byte in body:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs:
+        raise ValueError("empty OID")
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
+
+
+def _der_name(der: bytes, start: int, stop: int) -> str:
+    """A Name, as RFC 4514 text (as C{cryptography} would write it)."""
+    rdns = []
+    for _, set_start, set_stop in _children(der, start, stop):
+        attributes = []
+        for _, seq_start, seq_stop in _children(der, set_start, set_stop):
+            (_, oid_start, oid_stop), (tag, value_start, value_stop) = list(
+                _children(der, seq_start, seq_stop)
+            )[:2]
+            value = der[value_start:value_stop].decode(
+                _STRING_CODECS.get(tag, "latin-1"), "replace"
+            )
+            oid = ObjectIdentifier(_oid(der[oid_start:oid_stop]))
+            attributes.append(x509.NameAttribute(oid, value, _validate=False))
+        rdns.append(x509.RelativeDistinguishedName(attributes))
+    return x509.Name(rdns).rfc4514_string()
+
+
+def _der_time(der: bytes, tag: int, start: int, stop: int) -> datetime.datetime:
+    text = der[start:stop].decode("ascii")
+    if tag == 0x17:  # UTCTime: YYMMDDHHMMSSZ, 1950-2049 (RFC 5280 §4.1.2.5.1)
+        when = datetime.datetime.strptime(text, "%y%m%d%H%M%SZ")
+        if when.year >= 2050:
+            when = when.replace(year=when.year - 100)
+    else:  # GeneralizedTime: YYYYMMDDHHMMSSZ
+        when = datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ")
+    return when.replace(tzinfo=datetime.UTC)
+
+
+def _read_der(der: bytes):
+    """
+    C{(subject, issuer, not_before, not_after)} of a DER certificate, each
+    C{None} when it cannot be read.  Linear in the size of C{der}.
+    """
+    subject = issuer = not_before = not_after = None
+    try:
+        _, cert_start, cert_stop = _tlv(der, 0, len(der))
+        _, tbs_start, tbs_stop = _tlv(der, cert_start, cert_stop)
+        fields = list(_children(der, tbs_start, tbs_stop))
+        if fields and fields[0][0] == 0xA0:  # [0] version
+            fields = fields[1:]
+        # serialNumber, signature, issuer, validity, subject, ...
+        _, _, (_, i_start, i_stop), (_, v_start, v_stop), (_, s_start, s_stop) = fields[:5]
+    except ValueError:
+        return subject, issuer, not_before, not_after
+    for name, start, stop in (("issuer", i_start, i_stop), ("subject", s_start, s_stop)):
+        try:
+            text = _der_name(der, start, stop)
+        except (ValueError, TypeError):
+            continue
+        if name == "issuer":
+            issuer = text
+        else:
+            subject = text
+    try:
+        (b_tag, b_start, b_stop), (a_tag, a_start, a_stop) = list(_children(der, v_start, v_stop))[
+            :2
+        ]
+        not_before = _der_time(der, b_tag, b_start, b_stop)
+        not_after = _der_time(der, a_tag, a_start, a_stop)
+    except ValueError:
+        pass
+    return subject, issuer, not_before, not_after
 
 
 def _utc(when: datetime.datetime) -> datetime.datetime:
@@ -651,18 +813,14 @@ def _describe_name(name: x509.GeneralName):
 
 def _der_string(der: bytes, tag: int, encoding: str) -> str | None:
     """Decode one DER primitive string with C{tag} (UTF8String 0x0C, IA5String 0x16)."""
-    if len(der) < 2 or der[0] != tag:
+    try:
+        got, start, stop = _tlv(der, 0, len(der))
+    except ValueError:
         return None
-    length, offset = der[1], 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or len(der) < 2 + count:
-            return None
-        length, offset = int.from_bytes(der[2 : 2 + count], "big"), 2 + count
-    if len(der) != offset + length:
+    if got != tag or stop != len(der):
         return None
     try:
-        return der[offset:].decode(encoding)
+        return der[start:].decode(encoding)
     except UnicodeDecodeError:
         return None
 
@@ -809,8 +967,13 @@ def tls_server_end_point(connection: SSL.Connection) -> bytes | None:
     C{tls-server-end-point} (RFC 5929 §4): L{end_point_hash} of the server's
     certificate; C{None} without one, or when undefined for it.
     """
-    certificate = connection.get_peer_certificate(as_cryptography=True)
-    return None if certificate is None else end_point_hash(certificate)
+    certificate = connection.get_peer_certificate()
+    if certificate is None:
+        return None
+    try:
+        return end_point_hash(certificate.to_cryptography())
+    except ValueError:  # a certificate cryptography cannot parse
+        return None
 
 
 def tls_exporter(connection: SSL.Connection) -> bytes | None:
@@ -842,7 +1005,7 @@ _COMPUTE = {
 
 def channel_binding(connection: SSL.Connection, kind: str) -> bytes | None:
     """
-    The channel-binding data of type C{kind} (one of L{BINDING_PREFERENCE}),
+    The channel-binding data of type C{kind} (one of L{CHANNEL_BINDINGS}),
     or C{None} if it cannot be computed on this connection.
 
     @raise ValueError: an unknown C{kind}.
@@ -862,7 +1025,7 @@ def default_binding(
     (SPEC §4): C{(type, data)}.
 
     When the server advertises types (XEP-0440), the first of
-    L{BINDING_PREFERENCE} that it advertises and that can be computed here;
+    L{CHANNEL_BINDINGS} that it advertises and that can be computed here;
     C{None} if there is none (the server would refuse any other type, so a
     -PLUS mechanism should not be used).  When it advertises nothing, the
     RFC default for the TLS version: C{tls-exporter} on TLS 1.3, C{tls-unique}
@@ -870,7 +1033,7 @@ def default_binding(
     """
     offered = {kind.strip().lower() for kind in advertised}
     if offered:
-        candidates = [kind for kind in BINDING_PREFERENCE if kind in offered]
+        candidates = [kind for kind in CHANNEL_BINDINGS if kind in offered]
     else:
         candidates = [TLS_EXPORTER if _is_tls13(connection) else TLS_UNIQUE]
     for kind in candidates:

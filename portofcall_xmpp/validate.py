@@ -74,7 +74,9 @@ from .names import ip_literal as _ip_literal
 from .names import localpart as _localpart
 from .names import normalise_host as _host
 from .names import resourcepart as _resourcepart
+from .sasl import MECHANISMS
 from .schema import ms, obj, ref
+from .scram import CHANNEL_BINDINGS
 
 DEFAULT_PORT = 5222
 DIRECT_TLS_PORT = 5223
@@ -95,17 +97,6 @@ MAX_MESSAGE_BYTES = 16 * 1024
 
 CONNECT_TLS_MODES = ("auto", "none", "direct")
 AUTH_TLS_MODES = ("auto", "required", "none", "direct")
-#: Strongest first: the order in which a mechanism is picked by default.
-MECHANISMS = (
-    "SCRAM-SHA-512-PLUS",
-    "SCRAM-SHA-256-PLUS",
-    "SCRAM-SHA-1-PLUS",
-    "SCRAM-SHA-512",
-    "SCRAM-SHA-256",
-    "SCRAM-SHA-1",
-    "PLAIN",
-)
-CHANNEL_BINDINGS = ("tls-exporter", "tls-server-end-point", "tls-unique")
 MESSAGE_TYPES = ("chat", "normal", "headline")
 
 # What XML 1.0 cannot carry (Char production, section 2.2).

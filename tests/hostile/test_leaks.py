@@ -101,6 +101,7 @@ async def test_mixed_probes_leave_nothing(leak_service):
                 "domain": "localhost",
                 "username": USERNAME,
                 "password": PASSWORD,
+                "tls": "none",  # PLAIN without STARTTLS: the caller's choice (SPEC §2)
                 "recipient": "bob@localhost",
                 "waitMs": 0,
                 "transcript": i % 2 == 0,

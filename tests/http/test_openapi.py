@@ -35,6 +35,9 @@ from portofcall_xmpp.web import MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Api
 
 BASE = "http://probe.test"
 AUTH = {"host": "example.com", "username": "alice", "password": "Marker-Pw-77"}
+# The fake servers offer PLAIN without STARTTLS: sending the password in clear is
+# the caller's explicit choice (tls: "none", SPEC §2).
+AUTH_CLEAR = {**AUTH, "tls": "none"}
 
 PARSERS = {
     "/api/xmpp/connect": validate.parse_connect,
@@ -613,12 +616,12 @@ class ResponseSchemaTests(WebCase):
         self.check("/api/xmpp/connect", {"host": "example.com"}, [], advance=5)
 
     def test_login(self):
-        self.check("/api/xmpp/login", {**AUTH, "transcript": True}, login_script())
+        self.check("/api/xmpp/login", {**AUTH_CLEAR, "transcript": True}, login_script())
 
     def test_login_failures(self):
         answer = self.check(
             "/api/xmpp/login",
-            {**AUTH, "transcript": True},
+            {**AUTH_CLEAR, "transcript": True},
             login_script(after_auth=sasl_failure("not-authorized", "bad")),
         )
         self.assertEqual(answer["saslText"], "bad")
@@ -628,11 +631,11 @@ class ResponseSchemaTests(WebCase):
             (b"version='1.0' xml:lang='en'>", HEADER2 + FEATURES_BOUND),
             (b"</iq>", iq_error("bind1", "conflict")),
         ]
-        answer = self.check("/api/xmpp/login", AUTH, bind_error)
+        answer = self.check("/api/xmpp/login", AUTH_CLEAR, bind_error)
         self.assertEqual(answer["errorType"], "bind")
         self.assertIn("errorCondition", answer)
-        self.check("/api/xmpp/login", AUTH, [], advance=5)
-        self.check("/api/xmpp/roster", AUTH, error=ConnectError("refused"))
+        self.check("/api/xmpp/login", AUTH_CLEAR, [], advance=5)
+        self.check("/api/xmpp/roster", AUTH_CLEAR, error=ConnectError("refused"))
 
     def test_roster(self):
         reply = (
@@ -641,11 +644,11 @@ class ResponseSchemaTests(WebCase):
             b"<item jid='carol@example.com' subscription='both'/>"
             b"</query></iq>"
         )
-        answer = self.check("/api/xmpp/roster", AUTH, login_script(tail=[(b"</iq>", reply)]))
+        answer = self.check("/api/xmpp/roster", AUTH_CLEAR, login_script(tail=[(b"</iq>", reply)]))
         self.assertEqual(answer["roster"]["total"], 2)
 
     def test_message(self):
-        body = {**AUTH, "recipient": "bob@example.com", "receipt": True}
+        body = {**AUTH_CLEAR, "recipient": "bob@example.com", "receipt": True}
         answer = self.check("/api/xmpp/message", body, login_script(), advance=2)
         self.assertIsNone(answer["deliveryErrorCondition"])
         script = login_script(tail=[(b"</message>", _message_error_reply)])

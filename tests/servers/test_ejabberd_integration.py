@@ -40,6 +40,8 @@ from certs import session_certs
 from conftest import start_service
 from ejabberd import EjabberdServer
 
+from portofcall_xmpp.saslstep import WARN_PLAINTEXT_CREDENTIALS, WARN_SCRAM_WITHOUT_TLS
+
 DOMAIN = "localhost"
 
 AUTH_PHASES = [
@@ -239,28 +241,43 @@ async def test_login_default_mechanism(ejabberd, service):
     assert body["saslMechanisms"] == PLAIN_STORE_MECHANISMS
     assert {"resource-binding", "session"} <= set(body["features"])
     assert body["tls"]["negotiated"] is False
-    assert body["warnings"] == []
+    assert body["warnings"] == [WARN_SCRAM_WITHOUT_TLS]
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512"])
 @pytest_twisted.ensureDeferred
 async def test_login_mechanism(ejabberd, service, mechanism):
-    """Each mechanism ejabberd offers logs in (SCRAM: server signature verified)."""
-    request = auth(ejabberd, mechanism=mechanism, resource=mechanism)
+    """
+    Each mechanism ejabberd offers logs in (SCRAM: server signature verified);
+    over plaintext (tls: "none"), PLAIN and SCRAM each with their warning.
+    """
+    request = auth(ejabberd, mechanism=mechanism, resource=mechanism, tls="none")
     code, body = await post(service, "/api/xmpp/login", request)
     assert body["success"] is True, body
     assert body["mechanism"] == mechanism
     assert body["jid"] == "alice@localhost/" + mechanism
     assert body["phases"] == phases(mechanism)
-    plaintext_plain = ["credentials sent without TLS"] if mechanism == "PLAIN" else []
-    assert body["warnings"] == plaintext_plain
+    in_clear = WARN_PLAINTEXT_CREDENTIALS if mechanism == "PLAIN" else WARN_SCRAM_WITHOUT_TLS
+    assert body["warnings"] == [in_clear]
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_plain_refused_in_clear(ejabberd, service):
+    """tls: "auto" without STARTTLS on offer: PLAIN is not sent; errorType tls."""
+    request = auth(ejabberd, mechanism="PLAIN", transcript=True)
+    code, body = await post(service, "/api/xmpp/login", request)
+    assert code == 200
+    assert body["errorType"] == "tls", body
+    assert 'tls: "none"' in body["error"]
+    assert body["phases"] == ["stream_opened"]
+    assert not any("<auth" in entry["xml"] for entry in body["transcript"])
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", None])
 @pytest_twisted.ensureDeferred
 async def test_login_wrong_password(ejabberd, service, mechanism):
     """A wrong password: sasl not-authorized, with ejabberd's text."""
-    request = {**auth(ejabberd), "password": "wrong-password"}
+    request = {**auth(ejabberd, tls="none"), "password": "wrong-password"}
     if mechanism:
         request["mechanism"] = mechanism
     code, body = await post(service, "/api/xmpp/login", request)
@@ -300,7 +317,7 @@ async def test_message_to_existing_user(ejabberd, service):
     fresh account, as the seeded ones are shared and must stay unchanged."""
     bob = ejabberd.new_user("bob")
     request = {
-        **auth(ejabberd, resource="msg1", mechanism="PLAIN"),
+        **auth(ejabberd, resource="msg1", mechanism="PLAIN", tls="none"),
         "recipient": bob.jid,
         "message": "hi <&> \u2615",
         "waitMs": 500,
@@ -354,7 +371,7 @@ async def test_scram_store_connect(ejabberd_scram, service):
 @pytest_twisted.ensureDeferred
 async def test_scram_store_login(ejabberd_scram, service, mechanism):
     """The default mechanism is SCRAM-SHA-1 there; PLAIN is checked against the hash."""
-    request = auth(ejabberd_scram)
+    request = auth(ejabberd_scram, tls="none")
     if mechanism:
         request["mechanism"] = mechanism
     code, body = await post(service, "/api/xmpp/login", request)

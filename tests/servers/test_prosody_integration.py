@@ -11,6 +11,7 @@ import pytest
 import pytest_twisted
 import treq
 
+from portofcall_xmpp.saslstep import WARN_PLAINTEXT_CREDENTIALS, WARN_SCRAM_WITHOUT_TLS
 from portofcall_xmpp.web import MAX_BODY_BYTES
 
 AUTH_PHASES = [
@@ -126,8 +127,10 @@ async def test_blocked_without_allow_private(prosody, strict_service):
 
 @pytest_twisted.ensureDeferred
 async def test_login(prosody, service):
-    """/login walks every phase and reports the JID the server bound."""
-    code, body = await post(service, "/api/xmpp/login", auth(prosody, mechanism="PLAIN"))
+    """/login (PLAIN in clear, as tls: "none" allows) walks every phase and reports the JID."""
+    code, body = await post(
+        service, "/api/xmpp/login", auth(prosody, mechanism="PLAIN", tls="none")
+    )
     assert code == 200, body
     assert body["success"] is True, body
     assert body["message"] == "XMPP login successful"
@@ -144,19 +147,45 @@ async def test_login(prosody, service):
         "client-state-indication",
         "stream-management",
     }
-    assert body["warnings"] == ["credentials sent without TLS"]
+    assert body["warnings"] == [WARN_PLAINTEXT_CREDENTIALS]
     assert body["domain"] == "localhost"
 
 
 @pytest_twisted.ensureDeferred
+async def test_login_plain_refused_in_clear(prosody, service):
+    """
+    tls: "auto" (the default) and a server without STARTTLS: PLAIN is not
+    sent; errorType tls, the error saying that tls: "none" allows it.
+    """
+    for mode in ("auto", None):
+        request = auth(prosody, mechanism="PLAIN", transcript=True)
+        if mode is not None:
+            request["tls"] = mode
+        code, body = await post(service, "/api/xmpp/login", request)
+        assert code == 200
+        assert body["success"] is False
+        assert body["errorType"] == "tls", body
+        assert body["error"] == (
+            "SASL PLAIN not sent: the server offers no STARTTLS, and PLAIN would send the "
+            'password in clear (tls: "none" allows it)'
+        )
+        assert body["phases"] == ["stream_opened"]
+        assert not any("<auth" in entry["xml"] for entry in body["transcript"])
+
+
+@pytest_twisted.ensureDeferred
 async def test_login_default_mechanism(prosody, service):
-    """Without a mechanism the strongest offered is chosen: SCRAM-SHA-256 on Prosody."""
+    """
+    Without a mechanism the strongest offered is chosen: SCRAM-SHA-256 on
+    Prosody, over plaintext with tls: "auto", with the warning that says so.
+    """
     code, body = await post(service, "/api/xmpp/login", auth(prosody, resource="dflt"))
     assert body["success"] is True, body
     assert body["mechanism"] == "SCRAM-SHA-256"
     assert body["channelBinding"] is None
     assert body["phases"][1] == "sasl_scram_sha_256_sent"
-    assert body["warnings"] == []
+    assert body["tls"]["negotiated"] is False
+    assert body["warnings"] == [WARN_SCRAM_WITHOUT_TLS]
     assert body["jid"] == "alice@localhost/dflt"
 
 
@@ -168,7 +197,7 @@ async def test_login_scram(prosody, service, mechanism):
     code, body = await post(service, "/api/xmpp/login", request)
     assert body["success"] is True, body
     assert body["mechanism"] == mechanism
-    assert body["phases"][1] == "sasl_%s_sent" % mechanism.lower().replace("-", "_")
+    assert body["phases"][1] == f"sasl_{mechanism.lower().replace('-', '_')}_sent"
 
 
 @pytest_twisted.ensureDeferred
@@ -194,7 +223,9 @@ async def test_login_plus_needs_tls(prosody, service):
 @pytest_twisted.ensureDeferred
 async def test_login_escaping_password(prosody, service):
     """A password with spaces, quotes, & and < works."""
-    code, body = await post(service, "/api/xmpp/login", auth(prosody, "carol", mechanism="PLAIN"))
+    code, body = await post(
+        service, "/api/xmpp/login", auth(prosody, "carol", mechanism="PLAIN", tls="none")
+    )
     assert body["success"] is True, body
     assert body["jid"] == "carol@localhost/portofcall"
 
@@ -202,7 +233,7 @@ async def test_login_escaping_password(prosody, service):
 @pytest_twisted.ensureDeferred
 async def test_login_wrong_password(prosody, service):
     """A wrong password: sasl not-authorized, with Prosody's text, phases so far."""
-    request = {**auth(prosody, mechanism="PLAIN"), "password": "wrong-password"}
+    request = {**auth(prosody, mechanism="PLAIN", tls="none"), "password": "wrong-password"}
     code, body = await post(service, "/api/xmpp/login", request)
     assert code == 200
     assert body["success"] is False
@@ -262,7 +293,7 @@ async def test_login_transcript_redacted(prosody, service):
 async def test_roster(prosody, service):
     """/roster returns every contact with name, subscription, ask and all groups."""
     code, body = await post(
-        service, "/api/xmpp/roster", auth(prosody, resource="roster", mechanism="PLAIN")
+        service, "/api/xmpp/roster", auth(prosody, resource="roster", mechanism="PLAIN", tls="none")
     )
     assert body["success"] is True, body
     assert body["phases"] == AUTH_PHASES + ["roster_received"]
@@ -281,7 +312,7 @@ async def test_roster(prosody, service):
 @pytest_twisted.ensureDeferred
 async def test_big_roster(prosody, service):
     """A 10,000-item roster comes back whole."""
-    request = auth(prosody, "big", timeout=60000, mechanism="PLAIN")
+    request = auth(prosody, "big", timeout=60000, mechanism="PLAIN", tls="none")
     code, body = await post(service, "/api/xmpp/roster", request)
     assert body["success"] is True, body
     assert body["roster"]["total"] == 10000
@@ -295,7 +326,7 @@ async def test_big_roster(prosody, service):
 async def test_message_to_existing_user(prosody, service):
     """A message to an existing user is sent with no delivery error."""
     request = {
-        **auth(prosody, resource="msg1", mechanism="PLAIN"),
+        **auth(prosody, resource="msg1", mechanism="PLAIN", tls="none"),
         "recipient": "bob@localhost",
         "message": "hi <&>",
     }
@@ -372,7 +403,8 @@ async def test_credentials_never_leak(prosody, service):
                         "username": account.user,
                         "password": password,
                         "mechanism": mechanism,
-                        "resource": "leak-%s-%s" % (endpoint, mechanism),
+                        "tls": "none",  # PLAIN in clear: the caller's choice (SPEC §2)
+                        "resource": f"leak-{endpoint}-{mechanism}",
                         "transcript": True,
                         "recipient": "bob@localhost",
                         "waitMs": 0,

@@ -61,6 +61,13 @@ to the second, UTC), which tests pass to C{report()} as C{now}:
                      deprecated X509 API, since
                      cryptography refuses SHA-1 signatures; for pure tests, not handshakes
 
+and, apart from the kinds since C{cryptography} cannot load it (an L{Unparsable}):
+
+    unparsable       DNS:localhost, issued by the intermediate, subject
+                     CN=localhost,O=Port_of_Call@tests where O= is a PrintableString:
+                     "_" and "@" are not PrintableString characters, which OpenSSL
+                     accepts and cryptography refuses
+
 Everything is test material: never use these keys anywhere else.
 """
 
@@ -79,20 +86,9 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
-
-__all__ = [
-    "ID_ON_DNS_SRV",
-    "ID_ON_XMPPADDR",
-    "Issued",
-    "CertBundle",
-    "generate",
-    "install_for_prosody",
-    "quick_certificate",
-    "srv_name",
-    "xmpp_addr",
-    "session_certs",
-]
+from OpenSSL import crypto
 
 ID_ON_XMPPADDR = ObjectIdentifier("1.3.6.1.5.5.7.8.5")
 ID_ON_DNS_SRV = ObjectIdentifier("1.3.6.1.5.5.7.8.7")
@@ -182,6 +178,34 @@ class Issued:
 
 
 @attrs.frozen
+class Unparsable:
+    """
+    A certificate that OpenSSL accepts and C{cryptography} refuses to parse
+    (the C{unparsable} kind), kept as DER and as pyOpenSSL's C{X509}.
+
+    @ivar chain: the intermediates a server sends after it.
+    """
+
+    der: bytes
+    key: object
+    chain: tuple[x509.Certificate, ...]
+    directory: Path
+
+    @property
+    def cert(self) -> crypto.X509:
+        """What a server context loads (C{Context.use_certificate})."""
+        return crypto.load_certificate(crypto.FILETYPE_ASN1, self.der)
+
+    @property
+    def key_path(self) -> Path:
+        return self.directory / "privkey.pem"
+
+    @property
+    def fullchain_path(self) -> Path:
+        return self.directory / "fullchain.pem"
+
+
+@attrs.frozen
 class CertBundle:
     """Every test certificate (see the module docstring for the kinds)."""
 
@@ -191,6 +215,7 @@ class CertBundle:
     intermediate: Issued
     other_root: Issued
     leaves: dict[str, Issued]
+    unparsable: Unparsable
 
     @property
     def ca_path(self) -> Path:
@@ -380,6 +405,53 @@ class _Maker:
             cert.sign(pkey, "sha1")
         return self.write(kind, cert.to_cryptography(), key, ())
 
+    def unparsable(self, issuer: Issued) -> Unparsable:
+        # A certificate whose O= is the PrintableString "Port of Call tests",
+        # the bytes of that string patched to "Port_of_Call@tests" (same
+        # length), re-signed by pyOpenSSL (OpenSSL does not check which
+        # characters a PrintableString holds).
+        key = ec.generate_private_key(ec.SECP256R1())
+        organization = x509.NameAttribute(
+            NameOID.ORGANIZATION_NAME, "Port of Call tests", _ASN1Type.PrintableString
+        )
+        cert = self.build(
+            subject=x509.Name([organization, x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
+            key=key,
+            issuer=issuer,
+            not_before=self.now - _DAY,
+            not_after=self.now + 365 * _DAY,
+            ca=False,
+            sans=[x509.DNSName("localhost")],
+        )
+        good = b"\x13\x12Port of Call tests"
+        der = cert.public_bytes(serialization.Encoding.DER)
+        assert der.count(good) == 1
+        patched = crypto.load_certificate(
+            crypto.FILETYPE_ASN1, der.replace(good, b"\x13\x12Port_of_Call@tests")
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            patched.sign(crypto.PKey.from_cryptography_key(issuer.key), "sha256")
+        unparsable = Unparsable(
+            crypto.dump_certificate(crypto.FILETYPE_ASN1, patched),
+            key,
+            (issuer.cert,),
+            self.directory / "unparsable",
+        )
+        unparsable.directory.mkdir(parents=True, exist_ok=True)
+        unparsable.fullchain_path.write_bytes(
+            crypto.dump_certificate(crypto.FILETYPE_PEM, patched) + _pem(issuer.cert)
+        )
+        unparsable.key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        unparsable.key_path.chmod(0o600)
+        return unparsable
+
 
 def _asn1_time(when: datetime.datetime) -> bytes:
     return when.strftime("%Y%m%d%H%M%SZ").encode("ascii")
@@ -472,6 +544,7 @@ def generate(directory: Path, now: datetime.datetime | None = None) -> CertBundl
         intermediate=intermediate,
         other_root=other_root,
         leaves={leaf.kind: leaf for leaf in leaves},
+        unparsable=m.unparsable(intermediate),
     )
 
 

@@ -25,7 +25,7 @@ from xmpp_fakes import (
     stream_error,
 )
 
-from portofcall_xmpp import flows, validate
+from portofcall_xmpp import flows, saslstep, validate
 from portofcall_xmpp.errors import (
     ConnectError,
     DestinationBlocked,
@@ -33,7 +33,9 @@ from portofcall_xmpp.errors import (
 )
 from portofcall_xmpp.parse import Software
 
-AUTH = {"host": "example.com", "username": "alice", "password": "s3cret-pw"}
+# The fake servers offer PLAIN without STARTTLS: sending the password in clear is
+# the caller's explicit choice (tls: "none", SPEC §2).
+AUTH = {"host": "example.com", "username": "alice", "password": "s3cret-pw", "tls": "none"}
 AUTH_PHASES = [
     "stream_opened",
     "sasl_plain_sent",
@@ -428,6 +430,36 @@ class LoginTests(FlowCase):
         )
         self.assertClean()
 
+    def test_plain_not_sent_in_clear(self):
+        """
+        tls: auto (the default) and no STARTTLS offered: PLAIN, chosen by default
+        or asked for, is not sent; errorType tls, saying that tls: none allows it.
+        """
+        for body in ({"tls": "auto"}, {"tls": "auto", "mechanism": "PLAIN"}):
+            f = self.failed(self.login(login_script(), body), "tls")
+            self.assertEqual(
+                f.error.message,
+                "SASL PLAIN not sent: the server offers no STARTTLS, and PLAIN would send the "
+                'password in clear (tls: "none" allows it)',
+            )
+            self.assertEqual(list(f.phases), ["stream_opened"])
+            self.assertIsNone(f.mechanism)
+            self.assertNotIn(b"<auth", self.transport.value())
+            self.assertNotIn(b"s3cret", self.transport.value())
+            self.assertClean()
+
+    def test_plain_in_clear_with_tls_none(self):
+        """tls: none sends PLAIN in clear, as the reference did, with a warning."""
+        result = self.successResultOf(self.login(login_script(), {"tls": "none"}))
+        self.assertEqual(result.mechanism, "PLAIN")
+        self.assertEqual(result.warnings, (saslstep.WARN_PLAINTEXT_CREDENTIALS,))
+        self.assertFalse(result.tls.negotiated)
+
+    def test_default_trust_verifies_nothing(self):
+        """An Environment without trust roots trusts no certificate (the service passes its own)."""
+        env = self.env()
+        self.assertEqual((env.trust.system_roots, env.trust.extra_roots), (0, 0))
+
     def test_tls_required_not_offered(self):
         """tls: required and no STARTTLS: errorType tls, no credential sent."""
         script = login_script(features=FEATURES_NO_PLAIN)
@@ -655,7 +687,7 @@ class ScramFlowTests(FlowCase):
         self.derivations.append(f)
         return succeed(f())
 
-    def login(self, first, final=None):
+    def login(self, first, final=None, body=None):
         scram = ScramServer()
         script = [
             (b"xml:lang='en'>", HEADER + SCRAM_FEATURES),
@@ -669,7 +701,18 @@ class ScramFlowTests(FlowCase):
             ]
         env = self.env(script)
         env = flows.Environment(env.connect, env.clock, env.read_timeout, to_thread=self.to_thread)
-        return flows.login(env, validate.parse_login(AUTH))
+        return flows.login(env, validate.parse_login({**AUTH, **(body or {})}))
+
+    def test_scram_in_clear_with_tls_auto(self):
+        """
+        tls: auto and no STARTTLS offered: SCRAM (which never sends the password)
+        runs, with a warning that the stream is not encrypted.
+        """
+        d = self.login(ScramServer.first, ScramServer.final, {"tls": "auto"})
+        result = self.successResultOf(d)
+        self.assertEqual(result.mechanism, "SCRAM-SHA-256")
+        self.assertEqual(result.warnings, (saslstep.WARN_SCRAM_WITHOUT_TLS,))
+        self.assertNotIn(b"s3cret-pw", self.transport.value())
 
     def test_scram_success(self):
         """SCRAM-SHA-256 is chosen over PLAIN, derived off-thread, and verified."""
@@ -747,7 +790,8 @@ class StartTLSTests(FlowCase):
             (b"xml:lang='en'>", HEADER + FEATURES_STARTTLS),
             (b"<starttls", after_starttls),
         ]
-        return flows.login(self.env(script), validate.parse_login({**AUTH, **(body or {})}))
+        body = {**AUTH, "tls": "auto", **(body or {})}
+        return flows.login(self.env(script), validate.parse_login(body))
 
     def test_failure(self):
         """<failure/> in answer to <starttls/>: errorType tls, no credential sent."""

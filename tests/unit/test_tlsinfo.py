@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from twisted.internet import _newtls
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
@@ -55,6 +55,7 @@ from portofcall_xmpp.tlsinfo import (
     tls_exporter,
     tls_server_end_point,
     tls_unique,
+    unparsed_report,
 )
 
 CERTS = session_certs()
@@ -158,7 +159,7 @@ class Handshake:
         client_alpn=None,
         **server_options,
     ) -> None:
-        self.issued = CERTS.leaves[kind]
+        self.issued = getattr(CERTS, kind)  # a leaf kind, or "unparsable"
         self.domain = domain
         self.trust = trust or ca_trust()
         self.creator = client_context(self.trust, domain, alpn=client_alpn)
@@ -690,6 +691,116 @@ class HandshakeTests(SynchronousTestCase):
         for kind in ("expired", "self_signed", "other_name", "no_san", "other_ca"):
             r = Handshake(kind, trust=system_trust()).report()
             self.assertFalse(r.certificate.verified, kind)
+
+
+# --------------------------------------------------------------------------
+# Certificates cryptography refuses to parse
+
+
+class UnparsableCertificateTests(SynchronousTestCase):
+    """
+    The C{unparsable} certificate: OpenSSL accepts it (the handshake
+    completes), C{cryptography} refuses it (a PrintableString holding "_"
+    and "@").
+    """
+
+    def test_openssl_accepts_cryptography_refuses(self) -> None:
+        """The test certificate is what it claims to be: loadable by OpenSSL only."""
+        der = CERTS.unparsable.der
+        self.assertIn(b"\x13\x12Port_of_Call@tests", der)
+        crypto.load_certificate(crypto.FILETYPE_ASN1, der)
+        with self.assertRaises(ValueError):
+            x509.load_der_x509_certificate(der)
+
+    def test_report(self) -> None:
+        """
+        What can be read from the DER bytes is reported -- subject, issuer,
+        dates, fingerprint --, verifyError names the parse problem, and
+        nothing is verified.
+        """
+        h = Handshake("unparsable")
+        r = h.report()
+        self.assertEqual(r.protocol, "TLSv1.3")
+        c = r.certificate
+        self.assertEqual(c.subject, "CN=localhost,O=Port_of_Call@tests")
+        self.assertEqual(c.issuer, INTERMEDIATE_SUBJECT)
+        self.assertEqual(c.subject_alt_names, ())
+        self.assertEqual(c.not_before, iso(NOW - DAY))
+        self.assertEqual(c.not_after, iso(NOW + 365 * DAY))
+        self.assertEqual(c.days_until_expiry, 365)
+        digest = hashlib.sha256(CERTS.unparsable.der).hexdigest().upper()
+        self.assertEqual(c.fingerprint_sha256.replace(":", ""), digest)
+        self.assertFalse(c.verified)
+        # cryptography's words for the problem, e.g. "invalid value in
+        # AttributeValue::PrintableString" (the wording is cryptography's).
+        self.assertRegex(
+            c.verify_error,
+            r"^certificate could not be parsed \(.*PrintableString.*\), so it was not verified$",
+        )
+        self.assertFalse(c.matches_domain)
+        self.assertFalse(c.chain_verified)
+        self.assertFalse(c.parsed)
+        self.assertEqual(c.warnings, ())
+
+    def test_expiry_warning(self) -> None:
+        """The expiry warning works from the dates read from the DER bytes."""
+        r = Handshake("unparsable").report(now=NOW + 360 * DAY)
+        self.assertEqual(r.certificate.days_until_expiry, 5)
+        self.assertEqual(r.certificate.warnings, ("certificate expires in 5 days",))
+
+    def test_channel_binding(self) -> None:
+        """tls-server-end-point is undefined for it; tls-exporter still works."""
+        h = Handshake("unparsable")
+        self.assertIsNone(tls_server_end_point(h.client))
+        self.assertEqual(default_binding(h.client, ["tls-server-end-point"]), None)
+        self.assertEqual(len(channel_binding(h.client, "tls-exporter")), 32)
+
+    def test_in_the_chain(self) -> None:
+        """
+        An unparsable certificate among the intermediates is left out with a
+        warning; the chain verifies without it.
+        """
+        context, _ = server_context(CERTS.localhost)
+        context.add_extra_chain_cert(CERTS.unparsable.cert)
+        creator = client_context(ca_trust(), "localhost")
+        client = creator.clientConnectionForTLS(None)
+        client.set_connect_state()
+        server = SSL.Connection(context, None)
+        server.set_accept_state()
+        pump(client, server)
+        c = report(client, "localhost", ca_trust(), NOW).certificate
+        self.assertTrue(c.verified)
+        self.assertTrue(c.parsed)
+        [warning] = c.warnings
+        self.assertRegex(
+            warning,
+            r"^a certificate of the chain could not be parsed \(.*PrintableString.*\) "
+            r"and was left out$",
+        )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.data())
+    def test_any_bytes(self, data) -> None:
+        """Whatever the DER bytes, the report is made: fields unread are None, never an error."""
+        der = CERTS.unparsable.der
+        mangled = data.draw(
+            st.one_of(
+                st.binary(max_size=400),
+                st.integers(0, len(der)).map(lambda n: der[:n]),
+                st.tuples(st.integers(0, len(der) - 1), st.integers(0, 255)).map(
+                    lambda c: der[: c[0]] + bytes([c[1]]) + der[c[0] + 1 :]
+                ),
+            )
+        )
+        c = unparsed_report(mangled, ValueError("not a certificate"), NOW)
+        self.assertFalse(c.verified)
+        self.assertEqual(
+            c.verify_error,
+            "certificate could not be parsed (not a certificate), so it was not verified",
+        )
+        self.assertEqual(
+            c.fingerprint_sha256.replace(":", ""), hashlib.sha256(mangled).hexdigest().upper()
+        )
 
 
 # --------------------------------------------------------------------------
