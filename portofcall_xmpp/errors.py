@@ -123,11 +123,15 @@ class DestinationBlocked(Exception):
 
     Not a L{ProbeError}: the probe never started.  Only the web layer decides
     what that means over HTTP (403 with C{blocked: true}).
+
+    @ivar resolved: how the probe looked for its server (a
+        L{portofcall_xmpp.route.Resolution}), when a probe's flow refused it.
     """
 
-    def __init__(self, message):
+    def __init__(self, message, *, resolved=None):
         super().__init__(message)
         self.message = message
+        self.resolved = resolved
 
     def __str__(self):
         return self.message

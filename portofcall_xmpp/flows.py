@@ -30,9 +30,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.words.xish import domish
 
-from . import tlsinfo
+from . import route, tlsinfo
 from .errors import (
     BindFailure,
+    DestinationBlocked,
     FlowTimeout,
     ProbeError,
     ProtocolViolation,
@@ -76,8 +77,9 @@ class Environment:
     """
     What every probe needs from the service.
 
-    @ivar connect: C{connect(host, port, protocol) -> Deferred[protocol]};
-        in production it resolves, checks the destination policy, and dials.
+    @ivar connect: C{connect(host, port, protocol, tls_context=None) ->
+        Deferred[protocol]}; in production it resolves, checks the
+        destination policy, and dials (L{connect.Connector.connect}).
     @ivar clock: where time comes from.
     @ivar read_timeout: seconds for each wait for one reply.
     @ivar limits: what one server may send.
@@ -87,9 +89,11 @@ class Environment:
     @ivar trust: the roots certificates are verified against; the service
         passes the system store plus C{--ca-file}.  By default none, so that
         no certificate verifies.
-    @ivar resolver: host name to addresses (for L{srv} targets).
-    @ivar srv_resolver: SRV records (L{srv}).
-    @ivar policy: the destination policy (L{srv} marks addresses with it).
+    @ivar resolver: host name to addresses (for SRV targets: L{srv}, and a
+        probe given a domain alone, L{route}).
+    @ivar srv_resolver: SRV records (L{srv}, L{route}).
+    @ivar policy: the destination policy (L{srv} marks addresses with it;
+        L{route} checks SRV targets' addresses with it).
     """
 
     connect: Callable
@@ -132,7 +136,12 @@ class Trace:
 
 @attrs.frozen
 class ConnectResult:
-    """The outcome of L{probe}."""
+    """
+    The outcome of L{probe}.
+
+    @ivar host: the host (or SRV target) connected to, with C{port}.
+    @ivar resolved: how that place was found (L{route.Resolution}).
+    """
 
     host: str
     port: int
@@ -144,6 +153,7 @@ class ConnectResult:
     elapsed: float
     warnings: tuple[str, ...]
     transcript: tuple
+    resolved: route.Resolution
 
 
 @attrs.frozen
@@ -196,6 +206,7 @@ class AuthResult:
     warnings: tuple[str, ...]
     elapsed: float
     transcript: tuple
+    resolved: route.Resolution
     roster: Roster | None = None
     delivery: Delivery | None = None
     server_info: ServerInfo | None = None
@@ -205,11 +216,31 @@ class Failed(Exception):
     """
     A probe failed: C{error} is the L{ProbeError}; the rest is what the
     probe had reached (for the JSON answer).
+
+    @ivar host: where the probe connected or was connecting (with C{port}),
+        L{None} when it was not going anywhere yet.
+    @ivar resolved: how it looked for its server (L{route.Resolution}), or
+        L{None} (L{srv} connects to nothing).
     """
 
-    def __init__(self, error, trace, raw=None, tls=None, mechanism=None, channel_binding=None):
+    def __init__(
+        self,
+        error,
+        trace,
+        raw=None,
+        tls=None,
+        mechanism=None,
+        channel_binding=None,
+        *,
+        host=None,
+        port=None,
+        resolved=None,
+    ):
         super().__init__(str(error))
         self.error = error
+        self.host = host
+        self.port = port
+        self.resolved = resolved
         self.tls = tls
         self.mechanism = mechanism
         self.channel_binding = channel_binding
@@ -233,7 +264,9 @@ def _timed(coro, env: Environment, total: float, trace: Trace, session: _Session
         )
 
     def failed(failure):
+        resolved = session.dialer.resolution()
         if failure.check(ProbeError):
+            host, port = session.where()
             raise Failed(
                 failure.value,
                 trace,
@@ -241,7 +274,12 @@ def _timed(coro, env: Environment, total: float, trace: Trace, session: _Session
                 session.tls.info(),
                 session.sasl.mechanism,
                 session.sasl.binding,
+                host=host,
+                port=port,
+                resolved=resolved,
             )
+        if failure.check(DestinationBlocked):
+            raise DestinationBlocked(failure.value.message, resolved=resolved)
         return failure
 
     d = Deferred.fromCoroutine(coro)
@@ -253,6 +291,12 @@ class _Session:
     """
     One connection walked through the stream steps; shared by the flows.
 
+    @ivar host: where it connected (the host, an SRV target or the domain),
+        with C{port}; until then the request's host (L{None} for a domain
+        alone).
+    @ivar mode: the TLS mode in force: the request's, or C{"direct"} for an
+        C{xmpps-} SRV record.
+    @ivar dialer: its L{route.Dialer} (which also records how it connected).
     @ivar tls: its L{TLSStep}.
     @ivar sasl: its L{SASLStep}.
     """
@@ -261,18 +305,17 @@ class _Session:
         self,
         env: Environment,
         trace: Trace,
-        host: str,
-        port: int,
-        domain: str,
+        destination: route.Destination,
         *,
-        server: bool = False,
         from_: str | None = None,
     ):
+        server = destination.server
         self.env = env
         self.trace = trace
-        self.host = host
-        self.port = port
-        self.domain = domain
+        self.host = destination.host
+        self.port = destination.port
+        self.mode = destination.tls
+        self.domain = domain = destination.domain
         self.from_ = from_
         # A server-to-server stream (jabber:server) or a client one.
         self.proto = XMPPClientProtocol(
@@ -288,16 +331,31 @@ class _Session:
             server=server,
         )
         self.sasl = SASLStep(self.proto, trace, env.read_timeout, env.to_thread)
+        self.dialer = route.Dialer(env, destination, self.tls.direct_context)
 
-    async def open(self, tls_mode: str) -> tuple[StreamHeader, Features]:
+    def where(self) -> tuple[str, int]:
         """
-        Connect (with TLS from the first byte when C{tls_mode} is C{direct},
-        XEP-0368), send our header, read the server's header and features.
+        Where the session connected, or was last trying to (an SRV target),
+        or would go: for the failure's C{host} and C{port}.
         """
-        if tls_mode == "direct":
-            await self.tls.connect_direct(self.env.connect, self.host, self.port)
-        else:
-            await self.env.connect(self.host, self.port, self.proto)
+        if self.host is None:
+            attempts = self.dialer.resolution().attempts
+            if attempts:
+                return attempts[-1].target, attempts[-1].port
+            return self.domain, self.port
+        return self.host, self.port
+
+    async def open(self) -> tuple[StreamHeader, Features]:
+        """
+        Connect where the request says (L{route.Dialer}), with TLS from the
+        first byte for C{tls: "direct"} or an C{xmpps-} record (XEP-0368),
+        send our header, read the server's header and features.
+        """
+        connected = await self.dialer.dial(self.proto)
+        self.host, self.port = connected.host, connected.port
+        if connected.direct:
+            self.mode = "direct"
+            await self.tls.direct_connected(connected.context)
         header, features = await self.open_stream()
         self.tls.offered(features)
         return header, features
@@ -441,24 +499,21 @@ def probe(env: Environment, req, started: float | None = None) -> Deferred:
     session = _Session(
         env,
         trace,
-        req.host,
-        req.port,
-        req.domain,
-        server=server,
+        route.Destination(req.host, req.port, req.domain, req.tls, server),
         from_=req.from_ if server else None,
     )
 
     async def run():
         try:
-            header, features = await session.open(req.tls)
+            header, features = await session.open()
             raw = session.proto.raw()
-            if req.tls == "auto":
+            if session.mode == "auto":
                 await session.secure(features, "auto", verify=False)
         finally:
             session.close()
         return ConnectResult(
-            host=req.host,
-            port=req.port,
+            host=session.host,
+            port=session.port,
             domain=req.domain,
             header=header,
             features=features,
@@ -467,6 +522,7 @@ def probe(env: Environment, req, started: float | None = None) -> Deferred:
             elapsed=trace.elapsed(),
             warnings=tuple(trace.warnings),
             transcript=trace.entries(),
+            resolved=session.dialer.resolution(),
         )
 
     return _timed(run(), env, req.timeout, trace, session)
@@ -481,13 +537,13 @@ def _auth_flow(env: Environment, req, started, body) -> Deferred:
     fills the rest of the L{AuthResult}.
     """
     trace = Trace(env.clock, env.clock.seconds() if started is None else started, req.transcript)
-    session = _Session(env, trace, req.host, req.port, req.domain)
+    session = _Session(env, trace, route.Destination(req.host, req.port, req.domain, req.tls))
 
     async def run():
         try:
-            _, features = await session.open(req.tls)
+            _, features = await session.open()
             trace.phase("stream_opened")
-            features = await session.secure(features, req.tls, verify=req.tls_verify)
+            features = await session.secure(features, session.mode, verify=req.tls_verify)
             offered = features.mechanisms
             mechanism = await session.authenticate(features, req)
             features = await session.restart()
@@ -496,8 +552,8 @@ def _auth_flow(env: Environment, req, started, body) -> Deferred:
         finally:
             session.close()
         return AuthResult(
-            host=req.host,
-            port=req.port,
+            host=session.host,
+            port=session.port,
             domain=req.domain,
             jid=jid,
             phases=tuple(trace.phases),
@@ -510,6 +566,7 @@ def _auth_flow(env: Environment, req, started, body) -> Deferred:
             warnings=tuple(trace.warnings),
             elapsed=trace.elapsed(),
             transcript=trace.entries(),
+            resolved=session.dialer.resolution(),
             **parts,
         )
 

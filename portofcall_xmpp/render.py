@@ -7,7 +7,7 @@ are seconds, turned into integer milliseconds here by L{schema.ms}.
 
 from __future__ import annotations
 
-from . import flows, srv
+from . import flows, route, srv
 from .schema import ms, nullable, obj, ref, strings
 from .validate import AuthRequest, ConnectRequest, MessageRequest, S2SRequest, SRVRequest
 
@@ -188,6 +188,89 @@ def _tls_json(tls: flows.TLSInfo) -> dict:
     return body
 
 
+SCHEMAS["Resolved"] = obj(
+    {
+        "via": {
+            "type": "string",
+            "enum": ["srv", "fallback", "host"],
+            "description": "`host`: the `host` given (no SRV); `srv`: an SRV record of "
+            "`domain`; `fallback`: no usable SRV record, the domain itself on 5222 (5269).",
+        },
+        "record": {
+            "anyOf": [
+                obj(
+                    {
+                        "service": {
+                            "type": "string",
+                            "enum": ["xmpp-client", "xmpps-client", "xmpp-server", "xmpps-server"],
+                        },
+                        "target": {"type": "string"},
+                        "port": {"type": "integer"},
+                        "priority": {"type": "integer"},
+                        "weight": {"type": "integer"},
+                    },
+                    required=["service", "target", "port", "priority", "weight"],
+                ),
+                {"type": "null"},
+            ],
+            "description": "The SRV record of the connection used (of the last one tried "
+            "when none connected); null without SRV.",
+        },
+        "attempts": {
+            "type": "array",
+            "description": f"Every place tried, in order (at most {route.MAX_TARGETS} "
+            f"targets, {route.MAX_ATTEMPTS} connection attempts); the last one without "
+            "`error` is the connection used.",
+            "items": obj(
+                {
+                    "target": {"type": "string"},
+                    "port": {"type": "integer"},
+                    "address": nullable("string", "The address dialled; null when none was."),
+                    "tls": {
+                        "type": "string",
+                        "enum": ["direct", "starttls", "none"],
+                        "description": "`direct`: TLS from the first byte (XEP-0368); "
+                        "`starttls`: plaintext first, STARTTLS as `tls` says; `none`: "
+                        "plaintext, as asked.",
+                    },
+                    "error": nullable("string", "Why this attempt failed; null if it connected."),
+                },
+                required=["target", "port", "address", "tls", "error"],
+            ),
+        },
+    },
+    required=["via", "record", "attempts"],
+    description="How the server was found (SPEC §8).",
+)
+
+
+def resolved_json(resolved: route.Resolution) -> dict:
+    """A L{route.Resolution} as the C{Resolved} schema has it."""
+    record = resolved.record
+    return {
+        "via": resolved.via,
+        "record": None
+        if record is None
+        else {
+            "service": record.service,
+            "target": record.target,
+            "port": record.port,
+            "priority": record.priority,
+            "weight": record.weight,
+        },
+        "attempts": [
+            {
+                "target": a.target,
+                "port": a.port,
+                "address": a.address,
+                "tls": a.tls,
+                "error": a.error,
+            }
+            for a in resolved.attempts
+        ],
+    }
+
+
 # -- /connect and /s2s
 
 SCHEMAS["ConnectSuccess"] = obj(
@@ -216,6 +299,7 @@ SCHEMAS["ConnectSuccess"] = obj(
             "description": "The first 2000 characters the server sent, up to the end "
             "of the first features block.",
         },
+        "resolved": ref("Resolved"),
         "warnings": strings(),
         "elapsedMs": {"type": "integer"},
         "transcript": ref("Transcript"),
@@ -237,6 +321,7 @@ SCHEMAS["ConnectSuccess"] = obj(
         "saslChannelBindings",
         "streamLang",
         "raw",
+        "resolved",
         "warnings",
         "elapsedMs",
     ],
@@ -265,6 +350,7 @@ def connect_json(result: flows.ConnectResult, req: ConnectRequest | S2SRequest) 
         "saslChannelBindings": list(features.channel_bindings),
         "streamLang": header.lang,
         "raw": result.raw,
+        "resolved": resolved_json(result.resolved),
         "warnings": list(result.warnings),
         "elapsedMs": ms(result.elapsed),
     }
@@ -319,6 +405,7 @@ SCHEMAS["AuthSuccess"] = obj(
         "mechanism": {"type": "string"},
         "channelBinding": nullable("string", "The channel-binding type used."),
         "tls": ref("TLSReport"),
+        "resolved": ref("Resolved"),
         "timings": ref("Timings"),
         "elapsedMs": {"type": "integer"},
         "warnings": strings("E.g. `credentials sent without TLS`."),
@@ -336,6 +423,7 @@ SCHEMAS["AuthSuccess"] = obj(
         "mechanism",
         "channelBinding",
         "tls",
+        "resolved",
         "timings",
         "elapsedMs",
         "warnings",
@@ -357,6 +445,7 @@ def _auth_base(result: flows.AuthResult, req: AuthRequest, message: str | None) 
         "mechanism": result.mechanism,
         "channelBinding": result.channel_binding,
         "tls": _tls_json(result.tls),
+        "resolved": resolved_json(result.resolved),
     }
     if message is not None:
         body["message"] = message
@@ -776,8 +865,16 @@ SCHEMAS["ProbeFailure"] = obj(
             "(overall) or `Read timeout` (per read).",
         },
         "errorType": ref("ErrorType"),
-        "host": {"type": "string"},
+        "host": {
+            "type": "string",
+            "description": "Where the probe connected or was connecting (with `domain` "
+            "alone: the SRV target tried last, or the domain).",
+        },
         "port": {"type": "integer"},
+        "resolved": {
+            "allOf": [ref("Resolved")],
+            "description": "What was tried to find and reach the server.",
+        },
         "streamErrorText": {
             "type": "string",
             "description": "The `<text>` of a stream error.",
@@ -800,6 +897,8 @@ SCHEMAS["ProbeFailure"] = obj(
 def _failure_base(failed: flows.Failed, where: dict, transcript: bool) -> dict:
     error = failed.error
     body = {"success": False, "error": error.message, "errorType": error.error_type, **where}
+    if failed.resolved is not None:
+        body["resolved"] = resolved_json(failed.resolved)
     body.update(error.extra)
     if failed.tls is not None and failed.tls.negotiated:
         body["tls"] = _tls_json(failed.tls)
@@ -815,7 +914,7 @@ def _failure_base(failed: flows.Failed, where: dict, transcript: bool) -> dict:
 
 def probe_failure_json(failed: flows.Failed, req: ConnectRequest | S2SRequest) -> dict:
     """A stream probe (/connect, /s2s) that stopped."""
-    return _failure_base(failed, {"host": req.host, "port": req.port}, req.transcript)
+    return _failure_base(failed, {"host": failed.host, "port": failed.port}, req.transcript)
 
 
 SCHEMAS["AuthProbeFailure"] = {
@@ -853,8 +952,8 @@ SCHEMAS["AuthProbeFailure"] = {
 def auth_failure_json(failed: flows.Failed, req: AuthRequest) -> dict:
     """An auth probe that stopped: as L{probe_failure_json}, plus the phases reached."""
     where = {
-        "host": req.host,
-        "port": req.port,
+        "host": failed.host,
+        "port": failed.port,
         "phases": list(failed.phases),
         "timings": {k: ms(v) for k, v in failed.timings.items()},
     }
@@ -898,10 +997,23 @@ SCHEMAS["Refused"] = obj(
         "success": {"const": False},
         "error": {"type": "string"},
         "blocked": {"const": True, "description": "Present on 403 only."},
+        "resolved": {
+            "allOf": [ref("Resolved")],
+            "description": "On a 403 of a probe: what was tried (every target refused).",
+        },
     },
     required=["success", "error"],
     description="The request was refused before any probe ran.",
 )
+
+
+def blocked_json(blocked) -> dict:
+    """The 403 of a destination the policy refused (a L{DestinationBlocked})."""
+    body = {"success": False, "error": blocked.message, "blocked": True}
+    if blocked.resolved is not None:
+        body["resolved"] = resolved_json(blocked.resolved)
+    return body
+
 
 SCHEMAS["Health"] = obj(
     {

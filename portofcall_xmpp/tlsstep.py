@@ -5,7 +5,7 @@ channel-binding data a SCRAM -PLUS mechanism mixes in -- with the fallback
 to C{tls-unique} on TLS 1.3 that ejabberd 23.01 needs.
 
 One L{TLSStep} per connection.  It is told what the server offered
-(L{TLSStep.offered}), negotiates (L{TLSStep.connect_direct} or
+(L{TLSStep.offered}), negotiates (L{TLSStep.direct_connected} or
 L{TLSStep.starttls}), and describes the outcome as a L{TLSInfo} built from
 what it learnt (L{TLSStep.info}).  The trust roots come from the caller;
 L{portofcall_xmpp.tlsinfo} does the handshake configuration, the
@@ -15,7 +15,6 @@ certificate report and the binding data.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -119,11 +118,20 @@ class TLSStep:
             features=self._features,
         )
 
-    async def connect_direct(self, connect: Callable, host: str, port: int) -> None:
-        """Connect with TLS from the first byte (XEP-0368) and wait for the handshake."""
-        creator = tlsinfo.client_context(self._trust, self._domain, alpn=self._alpn)
+    def direct_context(self) -> tlsinfo.ClientCreator:
+        """
+        A fresh TLS client creator for a connection that is TLS from the
+        first byte (XEP-0368): SNI for the domain, ALPN C{xmpp-client} or
+        C{xmpp-server}.
+        """
+        return tlsinfo.client_context(self._trust, self._domain, alpn=self._alpn)
+
+    async def direct_connected(self, creator: tlsinfo.ClientCreator) -> None:
+        """
+        The connection made with C{creator} (L{direct_context}) is TLS from
+        the first byte: wait for the handshake.
+        """
         self._proto.expect_tls()
-        await connect(host, port, self._proto, tls_context=creator)
         await self._proto.wait_handshake(self._read_timeout)
         self._trace.phase("tls_connected")
         self._available = self._direct = True

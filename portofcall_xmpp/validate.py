@@ -47,6 +47,11 @@ Decisions where SPEC.md is silent:
     the field for the default), as are characters XML 1.0 cannot carry
     (controls other than tab/LF/CR, unpaired surrogates, U+FFFE, U+FFFF).
     The 16 KiB limit is 16384 UTF-8 bytes.
+  - C{domain} without C{host} (SPEC.md section 8): the probe looks the
+    domain up as a client or server would (L{portofcall_xmpp.route}); the
+    request's C{host} is L{None}, and C{tls} defaults to C{"auto"}.  With
+    a C{port} (and no C{host}), the domain is the host: no SRV.  Neither
+    field: the reference's "missing" wording (it names C{host}).
   - Combinations are not cross-checked (C{channelBinding} with a
     non-PLUS mechanism, a PLUS mechanism with C{tls: "none"}): the probe
     runs and reports why it stopped.
@@ -126,6 +131,8 @@ class ProbeRequest(Protocol):
 
 
 def _host_port(request) -> str:
+    if request.host is None:
+        return request.domain
     return f"{request.host}:{request.port}"
 
 
@@ -134,7 +141,9 @@ class ConnectRequest:
     """
     A C{/connect} probe.
 
-    @ivar host: A-label DNS name or canonical IP literal (IPv6 unbracketed).
+    @ivar host: A-label DNS name or canonical IP literal (IPv6 unbracketed),
+        or L{None}: look C{domain} up (SRV, SPEC.md section 8).
+    @ivar port: with C{host}: the port.
     @ivar domain: the stream's C{to}, an RFC 7622 domainpart.
     @ivar timeout: overall timeout in seconds.
     @ivar tls: C{"auto"}, C{"none"} or C{"direct"}.
@@ -143,7 +152,7 @@ class ConnectRequest:
 
     server_to_server: ClassVar[bool] = False
 
-    host: str
+    host: str | None
     port: int = DEFAULT_PORT
     domain: str = attrs.field(default=attrs.Factory(_default_domain, takes_self=True))
     timeout: float = CONNECT_TIMEOUT
@@ -178,7 +187,7 @@ class S2SRequest:
 
     server_to_server: ClassVar[bool] = True
 
-    host: str
+    host: str | None
     port: int = S2S_PORT
     domain: str
     from_: str | None = None
@@ -194,6 +203,7 @@ class AuthRequest:
     """
     A probe that logs in (C{/login}, C{/roster}, and the login of C{/message}).
 
+    @ivar host: as L{ConnectRequest}'s (L{None}: look C{domain} up).
     @ivar username: the localpart, PRECIS UsernameCaseMapped.
     @ivar password: exactly as given; never part of C{repr}.
     @ivar resource: the resourcepart to bind, PRECIS OpaqueString.
@@ -204,7 +214,7 @@ class AuthRequest:
     @ivar timeout: overall timeout in seconds.
     """
 
-    host: str
+    host: str | None
     port: int = DEFAULT_PORT
     domain: str = attrs.field(default=attrs.Factory(_default_domain, takes_self=True))
     timeout: float = LOGIN_TIMEOUT
@@ -447,15 +457,27 @@ SCHEMAS["Host"] = {
     "minLength": 1,
     "description": f"The server to connect to: a DNS name (IDNA, at most {MAX_DNS_NAME} octets "
     "as an A-label) or an IPv4/IPv6 literal (brackets optional, no zone). Every numeric "
-    "IPv4 spelling (`2130706433`, `0x7f.1`) is read as that address.",
+    "IPv4 spelling (`2130706433`, `0x7f.1`) is read as that address. Without it, `domain` "
+    "is looked up as a client or server would (SRV records, then the fallback).",
     "examples": ["xmpp.example.org"],
 }
-SCHEMAS["Port"] = _PORT_SCHEMA
+SCHEMAS["Port"] = {
+    **_PORT_SCHEMA,
+    "description": "TCP port. Given with `domain` and no `host`, the domain is the host "
+    "(no SRV lookup).",
+}
+
+#: Either field says where to go (SPEC §8: `domain` alone is looked up).
+_HOST_OR_DOMAIN = [{"required": ["host"]}, {"required": ["domain"]}]
 SCHEMAS["Domain"] = {
     "type": "string",
     "minLength": 1,
     "description": "The XMPP domain (a JID domainpart, RFC 7622): the stream's `to` "
-    "and the domain of the JID logged in as. Default: the host.",
+    "and the domain of the JID logged in as. Default: the host. Given without `host`: "
+    "where to connect is found as a real client or server finds it: the `_xmpps-` and "
+    "`_xmpp-` SRV records (client or server) in priority/weight order, TLS from the "
+    "first byte for `_xmpps-` ones, else the domain on 5222 (5269); each target in turn "
+    "until one accepts a connection (`resolved` in the answer says how).",
     "examples": ["example.org"],
 }
 SCHEMAS["TranscriptFlag"] = {
@@ -486,15 +508,16 @@ _STREAM_FIELDS = {
 
 def parse_connect(body) -> ConnectRequest:
     """
-    C{POST /api/xmpp/connect}: C{host} (required), C{port} 5222, C{domain}
-    = host, C{timeout} 10000 ms, C{tls} C{"auto"} (C{"direct"} on port 5223
+    C{POST /api/xmpp/connect}: C{host} or C{domain} (required; C{domain}
+    alone is looked up), C{port} 5222, C{domain} =
+    host, C{timeout} 10000 ms, C{tls} C{"auto"} (C{"direct"} on port 5223
     when not given), C{transcript} false.
 
     @raise RequestError: 400, C{"Missing required parameter: host"} or a
         message naming the invalid field.
     """
     body = _require_object(body)
-    if _is_missing(body.get("host")):
+    if _is_missing(body.get("host")) and _is_missing(body.get("domain")):
         raise RequestError(400, "Missing required parameter: host")
     return ConnectRequest(
         **_target(body, CONNECT_TIMEOUT, CONNECT_TLS_MODES),
@@ -502,7 +525,7 @@ def parse_connect(body) -> ConnectRequest:
     )
 
 
-SCHEMAS["ConnectRequest"] = obj(_STREAM_FIELDS, required=["host"])
+SCHEMAS["ConnectRequest"] = {**obj(_STREAM_FIELDS), "anyOf": _HOST_OR_DOMAIN}
 
 
 def parse_srv(body) -> SRVRequest:
@@ -542,7 +565,8 @@ SCHEMAS["SRVRequest"] = obj(
 
 def parse_s2s(body) -> S2SRequest:
     """
-    C{POST /api/xmpp/s2s}: C{host} (required), C{port} 5269, C{domain} =
+    C{POST /api/xmpp/s2s}: C{host} or C{domain} (required; C{domain} alone
+    is looked up), C{port} 5269, C{domain} =
     host, C{from} (optional JID domainpart), C{timeout} 10000 ms, C{tls}
     C{"auto"} (C{"direct"} on port 5223 when not given), C{transcript} false.
 
@@ -550,7 +574,7 @@ def parse_s2s(body) -> S2SRequest:
         message naming the invalid field.
     """
     body = _require_object(body)
-    if _is_missing(body.get("host")):
+    if _is_missing(body.get("host")) and _is_missing(body.get("domain")):
         raise RequestError(400, "Missing required parameter: host")
     from_ = body.get("from")
     return S2SRequest(
@@ -560,23 +584,26 @@ def parse_s2s(body) -> S2SRequest:
     )
 
 
-SCHEMAS["S2SRequest"] = obj(
-    {
-        **_STREAM_FIELDS,
-        "port": {
-            **_PORT_SCHEMA,
-            "default": S2S_PORT,
-            "description": "TCP port (server-to-server).",
-        },
-        "from": {
-            "type": "string",
-            "minLength": 1,
-            "description": "Our server's domain for the stream's `from` (a JID "
-            "domainpart); omitted when not given.",
-        },
-    },
-    required=["host"],
-)
+SCHEMAS["S2SRequest"] = {
+    **obj(
+        {
+            **_STREAM_FIELDS,
+            "port": {
+                **_PORT_SCHEMA,
+                "default": S2S_PORT,
+                "description": "TCP port (server-to-server); with `domain` and no `host`, "
+                "the domain is the host (no SRV lookup).",
+            },
+            "from": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Our server's domain for the stream's `from` (a JID "
+                "domainpart); omitted when not given.",
+            },
+        }
+    ),
+    "anyOf": _HOST_OR_DOMAIN,
+}
 
 
 def _target(
@@ -585,16 +612,28 @@ def _target(
     tls_modes: tuple[str, ...],
     default_port: int = DEFAULT_PORT,
 ) -> dict:
-    """C{host}, C{port}, C{domain}, C{timeout} and C{tls}: where and how to connect."""
-    host = check_host(body["host"])
-    port = check_port(body, default_port)
+    """
+    C{host}, C{port}, C{domain}, C{timeout} and C{tls}: where and how to
+    connect.  C{host} or C{domain} is present; C{domain} alone gives
+    C{host} L{None} (look it up), C{domain} and C{port} make the domain
+    the host.
+    """
+    if _is_missing(body.get("host")):
+        domain = check_domain(body["domain"])
+        port = check_port(body, default_port)
+        # With a port, the domain is the host: there is nothing to look up.
+        host = None if body.get("port") is None else check_host(domain, "domain")
+    else:
+        host = check_host(body["host"])
+        port = check_port(body, default_port)
+        domain = _optional_domain(body, host)
     tls = _choice(body, "tls", tls_modes, None)
     if tls is None:
-        tls = "direct" if port == DIRECT_TLS_PORT else "auto"
+        tls = "direct" if host is not None and port == DIRECT_TLS_PORT else "auto"
     return {
         "host": host,
         "port": port,
-        "domain": _optional_domain(body, host),
+        "domain": domain,
         "timeout": _milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, default_timeout),
         "tls": tls,
     }
@@ -602,8 +641,9 @@ def _target(
 
 def parse_auth(body, *, default_timeout: float = LOGIN_TIMEOUT) -> AuthRequest:
     """
-    The fields every auth endpoint shares: C{host}, C{username},
-    C{password} (required), C{port} 5222, C{domain} = host, C{timeout}
+    The fields every auth endpoint shares: C{host} or C{domain} (C{domain}
+    alone is looked up), C{username}, C{password} (required), C{port} 5222,
+    C{domain} = host, C{timeout}
     (C{default_timeout} seconds), C{tls} C{"auto"} (C{"direct"} on port
     5223), C{tlsVerify} true, C{resource} C{"portofcall"}, C{mechanism},
     C{channelBinding}, C{transcript} false.
@@ -612,7 +652,8 @@ def parse_auth(body, *, default_timeout: float = LOGIN_TIMEOUT) -> AuthRequest:
         or a message naming the invalid field.
     """
     body = _require_object(body)
-    if any(_is_missing(body.get(name)) for name in ("host", "username", "password")):
+    nowhere = _is_missing(body.get("host")) and _is_missing(body.get("domain"))
+    if nowhere or any(_is_missing(body.get(name)) for name in ("username", "password")):
         raise RequestError(400, "host, username, and password are required")
     return AuthRequest(
         **_target(body, default_timeout, AUTH_TLS_MODES),
@@ -683,9 +724,11 @@ SCHEMAS["AuthFields"] = obj(
         },
         "transcript": ref("TranscriptFlag"),
     },
-    required=["host", "username", "password"],
-    description="The fields every auth endpoint (`/login`, `/roster`, `/message`) takes.",
+    required=["username", "password"],
+    description="The fields every auth endpoint (`/login`, `/roster`, `/message`) takes; "
+    "`host` or `domain` (alone: looked up as a client would) says where to connect.",
 )
+SCHEMAS["AuthFields"]["anyOf"] = _HOST_OR_DOMAIN
 
 
 def _auth_schema(timeout: float, fields=None, required=()) -> dict:

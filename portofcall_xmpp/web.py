@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from . import __version__, flows, openapi
+from . import __version__, flows, openapi, render
 from .endpoints import ENDPOINTS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Endpoint
 from .errors import DestinationBlocked, RequestError
 from .page import PAGE_HEADERS, static_file
@@ -151,7 +151,7 @@ class Api:
             headers = e.headers
             outcome = f"refused {status}"
         except DestinationBlocked as e:
-            status, body = 403, {"success": False, "error": e.message, "blocked": True}
+            status, body = 403, render.blocked_json(e)
             outcome = "refused 403"
         except flows.Failed as f:
             status, body = 200, endpoint.render_failure(f, req)

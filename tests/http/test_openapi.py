@@ -427,19 +427,28 @@ class RequestSchemaTests(SynchronousTestCase):
             self.assertEqual(body.read, documented, path)
 
     def test_required(self):
-        """Required: exactly the fields whose absence is a 400."""
+        """
+        Required: exactly the fields whose absence is a 400; of the fields
+        an C{anyOf} requires one of (C{host}, C{domain}), the absence of all.
+        """
         for path, parse in PARSERS.items():
             schema = self.schemas.request(path)
             body = full_body(path, schema)
             parse(body)
             for name in schema["properties"]:
                 partial = {k: v for k, v in body.items() if k != name}
-                if name in schema["required"]:
+                if name in schema.get("required", []):
                     with self.assertRaises(RequestError, msg=(path, name)) as caught:
                         parse(partial)
                     self.assertEqual(caught.exception.status, 400)
                 else:
                     parse(partial)
+            alternatives = {n for one in schema.get("anyOf", []) for n in one["required"]}
+            if alternatives:
+                partial = {k: v for k, v in body.items() if k not in alternatives}
+                with self.assertRaises(RequestError, msg=(path, alternatives)) as caught:
+                    parse(partial)
+                self.assertEqual(caught.exception.status, 400)
 
     def test_defaults(self):
         """The documented defaults are what validate.py fills in."""

@@ -408,7 +408,7 @@ class BrowserTests(SynchronousTestCase):
                 prop = self.schemas.flat(prop)
                 control = controls[name]
                 where = (path, name)
-                required = name in schema["required"]
+                required = name in schema.get("required", [])
                 self.assertEqual("required" in control, required, where)
                 self.assertEqual("(required)" in self.dom.labels[control["id"]], required, where)
                 if "enum" in prop:

@@ -15,6 +15,7 @@ from xmpp_fakes import (
     FEATURES,
     HEADER,
     ApiHarness,
+    ScriptedTransport,
     login_script,
     sasl_failure,
     stream_error,
@@ -27,6 +28,9 @@ BASE = "http://probe.test"
 # The fake servers offer PLAIN without STARTTLS: sending the password in clear is
 # the caller's explicit choice (tls: "none", SPEC §2).
 AUTH = {"host": "example.com", "username": "alice", "password": "Marker-Pw-77", "tls": "none"}
+
+#: The address a probe reports it dialled: the fake transport's peer.
+PEER = ScriptedTransport().getPeer().host
 
 
 class WebCase(ApiHarness, SynchronousTestCase):
@@ -144,7 +148,24 @@ class RequestRuleTests(WebCase):
         self.assertEqual(response.code, 403)
         self.assertEqual(
             body,
-            {"success": False, "error": "Destination 10.1.2.3 is not allowed", "blocked": True},
+            {
+                "success": False,
+                "error": "Destination 10.1.2.3 is not allowed",
+                "blocked": True,
+                "resolved": {
+                    "via": "host",
+                    "record": None,
+                    "attempts": [
+                        {
+                            "target": "10.1.2.3",
+                            "port": 5222,
+                            "address": "10.1.2.3",
+                            "tls": "starttls",
+                            "error": "Destination 10.1.2.3 is not allowed",
+                        }
+                    ],
+                },
+            },
         )
 
     def test_too_many(self):
@@ -285,6 +306,19 @@ class ConnectEndpointTests(WebCase):
             "saslChannelBindings": [],
             "streamLang": "en",
             "raw": (HEADER + FEATURES).decode(),
+            "resolved": {
+                "via": "host",
+                "record": None,
+                "attempts": [
+                    {
+                        "target": "example.com",
+                        "port": 5222,
+                        "address": PEER,
+                        "tls": "starttls",
+                        "error": None,
+                    }
+                ],
+            },
             "warnings": [],
             "elapsedMs": 0,
         }
@@ -304,6 +338,19 @@ class ConnectEndpointTests(WebCase):
                 "errorType": "stream_error",
                 "host": "example.com",
                 "port": 5222,
+                "resolved": {
+                    "via": "host",
+                    "record": None,
+                    "attempts": [
+                        {
+                            "target": "example.com",
+                            "port": 5222,
+                            "address": PEER,
+                            "tls": "starttls",
+                            "error": None,
+                        }
+                    ],
+                },
                 "streamErrorText": "nope",
                 "raw": data.decode(),
                 "elapsedMs": 0,
