@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 
+from dns_fakes import TableResolver
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -31,6 +32,7 @@ from xmpp_fakes import (
 from portofcall_xmpp import __version__, errors, openapi, validate
 from portofcall_xmpp.endpoints import ENDPOINTS
 from portofcall_xmpp.errors import ConnectError, DestinationBlocked, RequestError
+from portofcall_xmpp.resolve import SRVRecord
 from portofcall_xmpp.web import MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Api
 
 BASE = "http://probe.test"
@@ -663,6 +665,36 @@ class ResponseSchemaTests(WebCase):
         script = login_script(tail=[(b"</message>", _message_error_reply)])
         answer = self.check("/api/xmpp/message", body, script, advance=2)
         self.assertEqual(answer["deliveryErrorCondition"]["condition"], "service-unavailable")
+
+    def test_domain_alone(self):
+        """Answers of probes given a domain alone (SRV) carry the documented resolved."""
+        dns = TableResolver(
+            {"xmpp.example.com": ["93.184.216.34"], "lan.example.com": ["10.0.0.7"]},
+            {"_xmpp-client._tcp.example.com": [SRVRecord(0, 0, 5299, "xmpp.example.com")]},
+        )
+        script = [(b"xml:lang='en'>", HEADER + FEATURES)]
+        self.api(script, dns=dns)
+        response, answer = self.post("/api/xmpp/connect", {"domain": "example.com"})
+        self.assertDocumented("/api/xmpp/connect", response, answer)
+        self.assertEqual(answer["resolved"]["record"]["target"], "xmpp.example.com")
+        self.api(login_script(), dns=dns)
+        body = {**AUTH_CLEAR, "host": None, "domain": "example.com"}
+        response, answer = self.post("/api/xmpp/login", body)
+        self.assertDocumented("/api/xmpp/login", response, answer)
+        self.assertEqual((answer["host"], answer["port"]), ("xmpp.example.com", 5299))
+        self.api(dns=TableResolver())
+        response, answer = self.post("/api/xmpp/s2s", {"domain": "example.com"})
+        self.assertDocumented("/api/xmpp/s2s", response, answer)
+        self.assertEqual((answer["errorType"], answer["resolved"]["via"]), ("dns", "fallback"))
+        lan = TableResolver(
+            {"lan.example.com": ["10.0.0.7"]},
+            {"_xmpp-client._tcp.example.com": [SRVRecord(0, 0, 5222, "lan.example.com")]},
+        )
+        self.api(dns=lan)
+        response, answer = self.post("/api/xmpp/connect", {"domain": "example.com"})
+        self.assertEqual(response.code, 403)
+        self.assertDocumented("/api/xmpp/connect", response, answer)
+        self.assertEqual(answer["resolved"]["attempts"][0]["address"], "10.0.0.7")
 
     def test_refusals(self):
         """400, 403, 413 and 415 answers are documented."""

@@ -128,3 +128,63 @@ class FakeThreads:
             d.errback(Failure())
         else:
             d.callback(result)
+
+
+class TableResolver:
+    """
+    A resolver (addresses and SRV records) answering at once from tables:
+    C{addresses} host -> list of addresses (or an exception to fail with),
+    C{records} SRV name -> list of L{SRVRecord} (or an exception); a name
+    in neither fails as NXDOMAIN; an IP literal is its own address.  A
+    value of L{None} never answers (the Deferred is pending until
+    cancelled, which is recorded).
+    """
+
+    def __init__(self, addresses=None, records=None):
+        from portofcall_xmpp.errors import DNSError
+        from portofcall_xmpp.resolve import SRVNameNotFound
+
+        self.addresses = dict(addresses or {})
+        self.records = dict(records or {})
+        self.asked = []
+        self.cancelled = []
+        self.closed = 0
+        self._missing_host = lambda host: DNSError(
+            f"DNS lookup failed for {host}: no such domain (NXDOMAIN)"
+        )
+        self._missing_srv = lambda name: SRVNameNotFound(
+            f"SRV lookup failed for {name}: no such name (NXDOMAIN)"
+        )
+
+    def for_probe(self):
+        return self
+
+    def close(self):
+        self.closed += 1
+
+    def _answer(self, key, table, missing):
+        from twisted.internet.defer import fail, succeed
+
+        self.asked.append(key)
+        if key not in table:
+            return fail(missing(key))
+        value = table[key]
+        if value is None:
+            return Deferred(lambda _: self.cancelled.append(key))
+        if isinstance(value, BaseException):
+            return fail(value)
+        return succeed(list(value))
+
+    def resolve(self, host, budget=None):
+        from twisted.internet.defer import succeed
+
+        from portofcall_xmpp.names import parse_ip_literal
+
+        literal = parse_ip_literal(host)
+        if literal is not None:
+            # As the real resolvers: an IP literal is its own answer.
+            return succeed([str(literal)])
+        return self._answer(host, self.addresses, self._missing_host)
+
+    def lookup_srv(self, name, budget=None):
+        return self._answer(name, self.records, self._missing_srv)

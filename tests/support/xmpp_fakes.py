@@ -155,15 +155,28 @@ class ApiHarness:
 
     base = "http://probe.test"
 
-    def api(self, script=(), error=None, max_concurrent=200, connect=None):
+    def api(self, script=(), error=None, max_concurrent=200, connect=None, dns=None):
+        """
+        The API over a L{FakeConnector} playing C{script} (or failing with
+        C{error}), or over C{connect}; C{dns} (e.g. a C{dns_fakes.TableResolver})
+        answers both address and SRV questions, under the default policy.
+        """
         from treq.testing import StubTreq
 
         from portofcall_xmpp import flows
+        from portofcall_xmpp.policy import Policy
         from portofcall_xmpp.web import Api
 
         self.transport = ScriptedTransport(script)
         self.connector = FakeConnector(self.transport, error)
-        env = flows.Environment(connect or self.connector.connect, self.clock, 5.0)
+        env = flows.Environment(
+            connect or self.connector.connect,
+            self.clock,
+            5.0,
+            resolver=dns,
+            srv_resolver=dns,
+            policy=Policy(),
+        )
         self.app = Api(env, max_concurrent=max_concurrent)
         self.stub = StubTreq(self.app.resource())
         return self.stub

@@ -28,6 +28,7 @@ from portofcall_xmpp.validate import (
     parse_message,
     parse_roster,
     parse_s2s,
+    parse_server_info,
     parse_srv,
 )
 
@@ -820,6 +821,61 @@ class TargetTests(SynchronousTestCase):
         """A /message request's transcript flag is that of its login."""
         self.assertIs(parse_message({**MESSAGE, "transcript": True}).transcript, True)
         self.assertIs(parse_message(MESSAGE).transcript, False)
+
+
+class DomainAloneTests(_Helpers, SynchronousTestCase):
+    """SPEC §8: domain without host on every probe endpoint."""
+
+    def test_domain_alone(self):
+        """domain without host: no host (look it up), the default port, tls auto."""
+        self.assertEqual(
+            parse_connect({"domain": "Example.ORG"}),
+            ConnectRequest(host=None, port=5222, domain="example.org", tls="auto"),
+        )
+        s2s = parse_s2s({"domain": "example.org", "from": "example.net"})
+        self.assertEqual(
+            (s2s.host, s2s.port, s2s.domain, s2s.tls), (None, 5269, "example.org", "auto")
+        )
+        for parse in (parse_login, parse_roster, parse_server_info):
+            auth = parse({"domain": "example.org", "username": "alice", "password": "pw"})
+            self.assertEqual((auth.host, auth.domain, auth.tls), (None, "example.org", "auto"))
+            self.assertEqual(str(auth.jid), "alice@example.org")
+        message = parse_message(
+            {"domain": "example.org", "username": "a", "password": "pw", "recipient": "b@x.org"}
+        )
+        self.assertIsNone(message.auth.host)
+
+    def test_domain_and_port(self):
+        """domain and port without host: the domain is the host, on that port (no SRV)."""
+        request = parse_connect({"domain": "Bücher.example", "port": 5223})
+        self.assertEqual(
+            (request.host, request.port, request.domain, request.tls),
+            ("xn--bcher-kva.example", 5223, "bücher.example", "direct"),
+        )
+
+    def test_target(self):
+        """The log line's target of a domain alone is the domain."""
+        self.assertEqual(parse_connect({"domain": "example.org"}).target, "example.org")
+        self.assertEqual(parse_login({**AUTH, "host": None, "domain": "x.org"}).target, "x.org")
+
+    def test_neither(self):
+        """Neither host nor domain: 400 with the reference wording."""
+        for body in ({}, {"domain": ""}, {"domain": None, "host": None}):
+            self.rejects(parse_connect, body, "Missing required parameter: host")
+            self.rejects(parse_s2s, body, "Missing required parameter: host")
+            self.rejects(
+                parse_login,
+                {**body, "username": "a", "password": "pw"},
+                "host, username, and password are required",
+            )
+
+    def test_invalid_domain(self):
+        """A domain that is not a valid domain: 400 naming the field."""
+        for domain in ("exa mple.org", "a..b", "x" * 300, 5):
+            self.rejects_starting(parse_connect, {"domain": domain}, "domain must be")
+            self.rejects_starting(
+                parse_login, {"domain": domain, "username": "a", "password": "p"}, "domain must be"
+            )
 
 
 class JIDTests(SynchronousTestCase):
