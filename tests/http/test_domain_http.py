@@ -160,3 +160,52 @@ async def test_service_not_offered(zone_and_services):
     assert (body["success"], body["errorType"]) == (False, "dns")
     assert "not offered" in body["error"]
     assert body["resolved"] == {"via": "srv", "record": None, "attempts": []}
+
+
+@pytest.fixture(scope="module")
+def tls_zone_service(prosody_tls):
+    """A zone `localhost` whose xmpps-client record leads to Prosody's direct-TLS port."""
+    from twisted.internet import reactor
+
+    records = {
+        b"_xmpps-client._tcp.localhost": [
+            dns.Record_SRV(0, 0, prosody_tls.direct_port, b"tls.localhost")
+        ],
+        b"_xmpp-client._tcp.localhost": [dns.Record_SRV(5, 0, prosody_tls.port, b"tls.localhost")],
+        b"tls.localhost": [dns.Record_A("127.0.0.1")],
+    }
+    server = start_dns_server(reactor, ZONE, records)
+    service = start_service(
+        "--allow-private",
+        "--dns-server",
+        f"127.0.0.1:{server.port}",
+        "--ca-file",
+        prosody_tls.ca_path,
+    )
+    try:
+        yield service
+    finally:
+        service.stop()
+        pytest_twisted.blockon(server.stop())
+
+
+@pytest_twisted.ensureDeferred
+async def test_xmpps_record_is_direct_tls(tls_zone_service, prosody_tls):
+    """An xmpps-client record is dialled with TLS from the first byte, verified for the domain."""
+    body = {"domain": "localhost", "username": "alice", "password": prosody_tls.password}
+    code, answer = await post(tls_zone_service, "/api/xmpp/login", body)
+    assert code == 200
+    assert answer["success"] is True, answer
+    assert answer["phases"][0] == "tls_connected"
+    assert answer["tls"]["direct"] is True
+    assert answer["tls"]["certificate"]["verified"] is True
+    assert answer["port"] == prosody_tls.direct_port
+    assert answer["resolved"]["record"]["service"] == "xmpps-client"
+    assert answer["resolved"]["attempts"][0]["tls"] == "direct"
+    code, answer = await post(
+        tls_zone_service, "/api/xmpp/connect", {"domain": "localhost", "tls": "none"}
+    )
+    assert answer["success"] is True, answer
+    assert answer["port"] == prosody_tls.port
+    assert answer["resolved"]["record"]["service"] == "xmpp-client"
+    assert answer["tls"]["negotiated"] is False
