@@ -217,8 +217,9 @@ class Failed(Exception):
     A probe failed: C{error} is the L{ProbeError}; the rest is what the
     probe had reached (for the JSON answer).
 
-    @ivar host: where the probe connected or was connecting (with C{port}),
-        L{None} when it was not going anywhere yet.
+    @ivar host: where the probe connected or was connecting, with C{port}
+        (a domain alone that reached no target: the domain and the default
+        port); L{None} for L{srv}, which connects to nothing.
     @ivar resolved: how it looked for its server (L{route.Resolution}), or
         L{None} (L{srv} connects to nothing).
     """

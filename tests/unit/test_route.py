@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dns_fakes import TableResolver
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -328,11 +328,13 @@ class SRVTests(DialerCase):
         dialer = self.dialer({CLIENT: None, CLIENTS: []}, {})
         d = self.dial(dialer)
         d.cancel()
+        self.failureResultOf(d, CancelledError)
         self.assertEqual(self.dns.cancelled, [CLIENT])
         self.assertEqual(self.dns.closed, 2)
         dialer = self.dialer({}, {"example.com": [PUBLIC]}, pending=[PUBLIC])
         d = self.dial(dialer)
         d.cancel()
+        self.failureResultOf(d, CancelledError)
         self.assertEqual(self.dials.cancelled, [PUBLIC])
         self.assertEqual(self.dns.closed, 2)
 
