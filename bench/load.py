@@ -193,6 +193,7 @@ def start_service(xmpp_dir: Path) -> tuple[subprocess.Popen, int]:
             "-l", str(xmpp_dir / "service.log"), "portofcall-xmpp", "--allow-private",
             "--listen", "tcp:%d:interface=127.0.0.1:backlog=4096" % port,
             "--max-concurrent", "5000", "--read-timeout", "30000",
+            "--per-target-rate", "0", "--max-failed-logins", "0", "--max-connections", "5000",
         ],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

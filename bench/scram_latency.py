@@ -84,7 +84,10 @@ def run(server, args):
 
     def api(threaded: bool):
         options = tap.Options()
-        options.parseOptions(["--allow-private", "--max-concurrent", "1000"])
+        options.parseOptions(
+            ["--allow-private", "--max-concurrent", "1000", "--per-target-rate", "0",
+             "--max-failed-logins", "0"]
+        )  # fmt: skip
         instance = tap.build_api(options, reactor)
         env = instance._env
         to_thread = (

@@ -11,6 +11,8 @@ answer (DNS rebinding) would never have been checked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import (
@@ -65,13 +67,24 @@ class Connector:
     @param resolver: a L{portofcall_xmpp.resolve.Resolver}.
     @param policy: the L{Policy} every resolved address must pass.
     @param connect_timeout: seconds allowed for each TCP connection attempt.
+    @param admit: called with each address (text) just before it is dialled;
+        raises to refuse it (C{--per-target-rate}: L{RateLimited}), which
+        stops the connection attempt.  By default every dial is admitted.
     """
 
-    def __init__(self, reactor, resolver: Resolver, policy: Policy, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        reactor,
+        resolver: Resolver,
+        policy: Policy,
+        connect_timeout: float,
+        admit: Callable[[str], None] | None = None,
+    ) -> None:
         self._reactor = reactor
         self._resolver = resolver
         self._policy = policy
         self._connect_timeout = connect_timeout
+        self._admit = admit
 
     def connect(
         self, host: str, port: int, protocol: Protocol, *, tls_context=None
@@ -110,6 +123,8 @@ class Connector:
             self._policy.check(addr, name=None if literal is not None else host)
         reasons = []
         for addr in addresses:
+            if self._admit is not None:
+                self._admit(str(addr))
             try:
                 return await self._dial(addr, port, protocol, tls_context)
             except error.ConnectingCancelledError:

@@ -10,12 +10,21 @@ from __future__ import annotations
 import sys
 
 from twisted.application import service, strports
+from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.server import Site
 
 from . import __version__
 from .endpoints import ENDPOINTS
+from .listener import DEFAULT_MAX_CONNECTIONS, BoundedSite, raise_open_file_limit
+from .ratelimit import (
+    DEFAULT_MAX_FAILED_LOGINS,
+    DEFAULT_PER_TARGET_RATE,
+    FailedLogins,
+    TargetRate,
+)
 from .stream import DEFAULT_MAX_STANZA_BYTES, Limits
+
+_log = Logger()
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 
@@ -25,9 +34,9 @@ def _positive_int(name, low, high):
         try:
             number = int(value)
         except (TypeError, ValueError) as e:
-            raise usage.UsageError("--%s must be an integer" % (name,)) from e
+            raise usage.UsageError(f"--{name} must be an integer") from e
         if not low <= number <= high:
-            raise usage.UsageError("--%s must be from %d to %d" % (name, low, high))
+            raise usage.UsageError(f"--{name} must be from {low} to {high}")
         return number
 
     return parse
@@ -105,6 +114,30 @@ class Options(usage.Options):
             "four times this (at least 16 MiB) in all.",
             _positive_int("max-stanza-bytes", 1024, 1024 * 1024 * 1024),
         ],
+        [
+            "max-connections",
+            None,
+            DEFAULT_MAX_CONNECTIONS,
+            "Open HTTP connections at once; at the cap a new one evicts the oldest that has "
+            "not sent a whole request, else it is refused. A request must arrive whole within "
+            "10 s; idle keep-alive connections close after 15 s.",
+            _positive_int("max-connections", 1, 1000000),
+        ],
+        [
+            "per-target-rate",
+            None,
+            DEFAULT_PER_TARGET_RATE,
+            "Probes per minute to one target address, all callers together; one more gets "
+            "429 with Retry-After. 0 turns it off.",
+            _positive_int("per-target-rate", 0, 1000000),
+        ],
+        [
+            "max-failed-logins",
+            None,
+            DEFAULT_MAX_FAILED_LOGINS,
+            "Failed logins of one account within 10 minutes before 429. 0 turns it off.",
+            _positive_int("max-failed-logins", 0, 1000000),
+        ],
     ]
 
     def getUsage(self, width=None):
@@ -123,15 +156,15 @@ class Options(usage.Options):
                 with open(self["ca-file"], "rb") as f:
                     pem = f.read()
             except OSError as e:
-                raise usage.UsageError("--ca-file: %s" % (e.strerror or e,)) from e
+                raise usage.UsageError(f"--ca-file: {e.strerror or e}") from e
             if b"-----BEGIN CERTIFICATE-----" not in pem:
-                raise usage.UsageError("--ca-file: no PEM certificate in %s" % (self["ca-file"],))
+                raise usage.UsageError(f"--ca-file: no PEM certificate in {self['ca-file']}")
             from .tlsinfo import CAFileError, Trust
 
             try:
                 Trust(self["ca-file"], system=False)
             except CAFileError as e:
-                raise usage.UsageError("--ca-file: %s" % (e,)) from e
+                raise usage.UsageError(f"--ca-file: {e}") from e
 
 
 #: Threads for SCRAM key derivation, a pool of their own (never shared with
@@ -195,7 +228,8 @@ def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
             srv_resolver = DNSServerResolver(reactor, servers=resolv_servers)
     scram = _thread_pool(reactor, "portofcall-scram", SCRAM_THREADS)
     policy = Policy(allow_private=options["allow-private"])
-    connector = Connector(reactor, resolver, policy, read_timeout)
+    targets = TargetRate(reactor, options["per-target-rate"])
+    connector = Connector(reactor, resolver, policy, read_timeout, admit=targets.acquire)
     env = Environment(
         connect=connector.connect,
         clock=reactor,
@@ -207,7 +241,11 @@ def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
         srv_resolver=srv_resolver,
         policy=policy,
     )
-    return Api(env, max_concurrent=options["max-concurrent"])
+    return Api(
+        env,
+        max_concurrent=options["max-concurrent"],
+        failed_logins=FailedLogins(reactor, options["max-failed-logins"]),
+    )
 
 
 def makeService(options, reactor=None):
@@ -216,7 +254,14 @@ def makeService(options, reactor=None):
         from twisted.internet import reactor
     from .web import LimitedRequest
 
-    site = Site(build_api(options, reactor).resource())
+    limit = raise_open_file_limit()
+    if limit is not None:
+        _log.info("open-file limit {before} -> {after}", before=limit[0], after=limit[1])
+    site = BoundedSite(
+        build_api(options, reactor).resource(),
+        reactor,
+        max_connections=options["max-connections"],
+    )
     site.requestFactory = LimitedRequest
     site.displayTracebacks = False
     top = service.MultiService()

@@ -129,6 +129,10 @@ class ProbeRequest(Protocol):
     def transcript(self) -> bool:
         """Whether the answer carries the wire transcript."""
 
+    @property
+    def account(self) -> str | None:
+        """The bare JID the probe logs in as (for C{--max-failed-logins}), or L{None}."""
+
 
 def _host_port(request) -> str:
     if request.host is None:
@@ -160,6 +164,7 @@ class ConnectRequest:
     transcript: bool = False
 
     target = property(_host_port)
+    account = None
 
 
 @attrs.frozen(kw_only=True)
@@ -169,6 +174,8 @@ class SRVRequest:
     domain: str
     timeout: float = SRV_TIMEOUT
     transcript: bool = False
+
+    account = None
 
     @property
     def target(self) -> str:
@@ -196,6 +203,7 @@ class S2SRequest:
     transcript: bool = False
 
     target = property(_host_port)
+    account = None
 
 
 @attrs.frozen(kw_only=True)
@@ -234,6 +242,10 @@ class AuthRequest:
         """The bare JID the probe logs in as."""
         return JID(self.username, self.domain, None)
 
+    @property
+    def account(self) -> str:
+        return self.jid.bare
+
 
 @attrs.frozen(kw_only=True)
 class MessageRequest:
@@ -258,6 +270,10 @@ class MessageRequest:
     @property
     def transcript(self) -> bool:
         return self.auth.transcript
+
+    @property
+    def account(self) -> str:
+        return self.auth.account
 
 
 # ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from . import __version__, flows, openapi, render
 from .endpoints import ENDPOINTS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Endpoint
 from .errors import DestinationBlocked, RequestError
 from .page import PAGE_HEADERS, static_file
+from .ratelimit import FailedLogins, RateLimited
 from .schema import ms
 
 
@@ -116,10 +117,18 @@ class Api:
     app.url_map.merge_slashes = False
     log = Logger()
 
-    def __init__(self, env: flows.Environment, max_concurrent: int = 200):
+    def __init__(
+        self,
+        env: flows.Environment,
+        max_concurrent: int = 200,
+        failed_logins: FailedLogins | None = None,
+    ):
         self._env = env
         self._clock = env.clock
         self._max_concurrent = max_concurrent
+        self._failed_logins = (
+            FailedLogins(env.clock, limit=0) if failed_logins is None else failed_logins
+        )
         self.in_flight = 0
 
     def resource(self):
@@ -140,6 +149,8 @@ class Api:
                     f"Too many probes in flight (limit {self._max_concurrent}); retry later",
                     headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
                 )
+            if req.account is not None:
+                self._failed_logins.check(req.account)
             self.in_flight += 1
             acquired = True
             result = await endpoint.flow(self._env, req, started)
@@ -153,7 +164,13 @@ class Api:
         except DestinationBlocked as e:
             status, body = 403, render.blocked_json(e)
             outcome = "refused 403"
+        except RateLimited as e:
+            status, body = 429, {"success": False, "error": e.message, "rateLimited": e.kind}
+            headers = {"Retry-After": str(e.retry_after)}
+            outcome = f"refused 429 ({e.kind})"
         except flows.Failed as f:
+            if req.account is not None and _credentials_refused(f):
+                self._failed_logins.failed(req.account)
             status, body = 200, endpoint.render_failure(f, req)
             outcome = f"failed {f.error.error_type}"
         except CancelledError:
@@ -231,3 +248,8 @@ class Api:
 
 def _target(req) -> str:
     return "-" if req is None else req.target
+
+
+def _credentials_refused(failed: flows.Failed) -> bool:
+    """The server refused the credentials (a SASL C{<failure/>}), not a mechanism or TLS problem."""
+    return failed.error.error_type == "sasl" and "saslCondition" in failed.error.extra

@@ -68,30 +68,40 @@ def prosody(prosody_installed, tmp_path_factory: pytest.TempPathFactory) -> Iter
 class RunningService:
     """A portofcall-xmpp API listening on 127.0.0.1; C{url(path)} builds URLs."""
 
-    def __init__(self, port, api):
+    def __init__(self, port, api, site=None):
         self.port = port
         self.api = api
+        self.site = site
         self.base = "http://127.0.0.1:%d" % (port.getHost().port,)
 
     def url(self, path: str) -> str:
         return self.base + path
 
 
+#: The rate limits protect real servers from strangers; the tests probe their own
+#: loopback servers hundreds of times, so they start with both off (the limits
+#: themselves are tested on instances of their own, tests/http/test_rate_limits.py).
+NO_RATE_LIMITS = ("--per-target-rate", "0", "--max-failed-logins", "0")
+
+
 def start_service(*argv: str) -> RunningService:
-    """Listen with the options C{argv} (as given to twistd) on a free port."""
+    """
+    Listen with the options C{argv} (as given to twistd) on a free port,
+    rate limits off unless C{argv} sets them.
+    """
     import pytest_twisted
     from twisted.internet import reactor
-    from twisted.web.server import Site
 
     from portofcall_xmpp import tap, web
+    from portofcall_xmpp.listener import BoundedSite
 
     options = tap.Options()
-    options.parseOptions(list(argv))
+    options.parseOptions([*NO_RATE_LIMITS, *argv])
     api = tap.build_api(options, reactor)
-    site = Site(api.resource())
+    site = BoundedSite(api.resource(), reactor, max_connections=options["max-connections"])
     site.requestFactory = web.LimitedRequest
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
-    service = RunningService(port, api)
+    service = RunningService(port, api, site)
     service.stop = lambda: pytest_twisted.blockon(port.stopListening())
     return service
 

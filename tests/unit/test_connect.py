@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from portofcall_xmpp.connect import Connector, describe_connect_failure
 from portofcall_xmpp.errors import ConnectError, DestinationBlocked, DNSError
 from portofcall_xmpp.policy import Policy
+from portofcall_xmpp.ratelimit import RateLimited
 from portofcall_xmpp.resolve import Slots, SystemResolver
 
 
@@ -342,3 +343,36 @@ class DescribeTests(SynchronousTestCase):
         ]
         for exc, text in cases:
             self.assertEqual(describe_connect_failure(exc, 2.5), text)
+
+
+class AdmitTests(ConnectorTests):
+    """The C{admit} hook (C{--per-target-rate}) sees every address before it is dialled."""
+
+    def connector(self, allow_private=False, timeout=5.0):
+        self.admitted = []
+        return Connector(
+            self.reactor, self.resolver, Policy(allow_private), timeout, admit=self.admit
+        )
+
+    def admit(self, address):
+        if address in getattr(self, "refuse_admission", ()):
+            raise RateLimited(f"Too many probes of {address}", "target", 30)
+        self.admitted.append(address)
+
+    def test_admitted_before_each_dial(self):
+        """Each address is admitted just before it is dialled, in order."""
+        d = self.connector().connect("xmpp.example", 5222, self.proto)
+        self.assertEqual(self.admitted, ["8.8.8.8"])
+        self.refuse()
+        self.assertEqual(self.admitted, ["8.8.8.8", "2606:4700::1111"])
+        self.accept()
+        self.successResultOf(d)
+
+    def test_refused_admission_stops(self):
+        """A refused admission fails the connection at once; nothing is dialled."""
+        self.refuse_admission = {"8.8.8.8"}
+        d = self.connector().connect("xmpp.example", 5222, self.proto)
+        f = self.failureResultOf(d, RateLimited)
+        self.assertEqual(f.value.retry_after, 30)
+        self.assertEqual(self.dialled(), [])
+        self.assertClean()

@@ -46,6 +46,9 @@ class OptionsTests(SynchronousTestCase):
                 "read-timeout": 5000,
                 "dns-server": None,
                 "max-stanza-bytes": 4194304,
+                "max-connections": 1000,
+                "per-target-rate": 60,
+                "max-failed-logins": 10,
             },
         )
 
@@ -55,7 +58,8 @@ class OptionsTests(SynchronousTestCase):
         options = parse(
             "--listen", "tcp:0:interface=127.0.0.1", "--allow-private", "--ca-file", ca,
             "--max-concurrent", "7", "--read-timeout", "1500", "--dns-server", "127.0.0.53:5353",
-            "--max-stanza-bytes", "8388608",
+            "--max-stanza-bytes", "8388608", "--max-connections", "50", "--per-target-rate", "0",
+            "--max-failed-logins", "3",
         )  # fmt: skip
         self.assertEqual(options["allow-private"], 1)
         self.assertEqual(options["max-concurrent"], 7)
@@ -63,6 +67,9 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["dns-server"], ("127.0.0.53", 5353))
         self.assertEqual(options["max-stanza-bytes"], 8388608)
         self.assertEqual(options["ca-file"], ca)
+        self.assertEqual(options["max-connections"], 50)
+        self.assertEqual(options["per-target-rate"], 0)
+        self.assertEqual(options["max-failed-logins"], 3)
 
     def test_bad_values(self):
         """Bad values are usage errors naming the option."""
@@ -71,6 +78,9 @@ class OptionsTests(SynchronousTestCase):
             (["--max-concurrent", "lots"], "max-concurrent"),
             (["--read-timeout", "-1"], "read-timeout"),
             (["--max-stanza-bytes", "10"], "max-stanza-bytes"),
+            (["--max-connections", "0"], "max-connections"),
+            (["--per-target-rate", "-1"], "per-target-rate"),
+            (["--max-failed-logins", "many"], "max-failed-logins"),
             (["--dns-server", "nohost"], "dns-server"),
             (["--dns-server", "1.2.3.4:99999"], "dns-server"),
             (["--ca-file", "/nonexistent/ca.pem"], "ca-file"),
@@ -100,6 +110,8 @@ class ServiceTests(SynchronousTestCase):
         [(port, factory, backlog, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (8181, "127.0.0.2"))
         self.assertEqual(factory.requestFactory.__name__, "LimitedRequest")
+        self.assertEqual(type(factory).__name__, "BoundedSite")
+        self.assertEqual(factory.max_connections, 1000)
 
     def test_dns_server(self):
         """--dns-server builds a resolver bound to that server."""
