@@ -242,7 +242,8 @@ CATALOGUE: dict[str, Entry] = {
     ),
     "info.no_contact_addresses": Entry(
         "info",
-        "The server publishes no contact addresses (XEP-0157).",
+        "The server publishes no contact address (XEP-0157: the serverinfo form is "
+        "missing or all its fields are empty).",
         "Publish abuse and admin addresses.",
         'Load mod_server_contact_info and set contact_info = { abuse = { "mailto:…" } }.',
         "Configure mod_disco's server_info with abuse-addresses.",
@@ -494,7 +495,8 @@ def _reachability(obs: Observations, add) -> None:
         if kind not in obs.kinds:
             continue
         mine = [e for e in contacted if e.server == (kind == "server")]
-        disabled = all(
+        # A kind whose services are disabled ("." records) is not unreachable.
+        disabled = any(
             s.status == "unavailable" for s in _services(obs) if s.service.key.endswith(kind)
         )
         if not any(e.reachable for e in mine) and not (disabled and not mine):
@@ -644,5 +646,9 @@ def _login(obs: Observations, add) -> None:
                 f"The login with {failure.mechanism} ({failure.channel_binding}) failed.",
             )
     info = obs.login.server_info if obs.login is not None else None
-    if info is not None and info.disco is not None and not info.disco.contact_addresses():
+    if (
+        info is not None
+        and info.disco is not None
+        and not any(info.disco.contact_addresses().values())
+    ):
         add("info.no_contact_addresses", "The server publishes no contact addresses.")
