@@ -821,19 +821,22 @@ def parse_check(body) -> CheckRequest:
     60000 ms, C{services} both kinds, C{username} and C{password} (both or
     neither), C{transcript} false.
 
-    @raise RequestError: 400, C{"Missing required parameter: domain"}, C{"username
-        and password go together"} or a message naming the invalid field.
+    @raise RequestError: 400, C{"Missing required parameter: domain"}, C{"password
+        is required with username: ..."} (or the other way round), or a message
+        naming the invalid field.
     """
     domain = parse_srv(body).domain
-    given = [name for name in ("username", "password") if not _is_missing(body.get(name))]
-    if len(given) == 1:
-        raise RequestError(400, "username and password go together: give both or neither")
+    username = None if _is_missing(body.get("username")) else _username(body["username"])
+    password = None if _is_missing(body.get("password")) else _password(body["password"])
+    if (username is None) != (password is None):
+        missing, given = ("password", "username") if password is None else ("username", "password")
+        raise RequestError(400, f"{missing} is required with {given}: give both or neither")
     return CheckRequest(
         domain=domain,
         timeout=_milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, CHECK_TIMEOUT),
         services=_kinds(body),
-        username=_username(body["username"]) if given else None,
-        password=_password(body["password"]) if given else None,
+        username=username,
+        password=password,
         transcript=_boolean(body, "transcript", False),
     )
 

@@ -25,11 +25,13 @@ from dns_server import start_dns_server
 from fake_xmpp import Fake, start_fake
 from hostile import Hostile, HostileFactory, SendAfterHeader
 from OpenSSL import SSL
+from test_openapi import Schemas
 from twisted.internet import task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.names import dns
 
+from portofcall_xmpp import openapi
 from portofcall_xmpp.check import MAX_ENDPOINTS
 
 
@@ -212,10 +214,17 @@ async def post(service, body, **kwargs):
     return response.code, json.loads(await response.content())
 
 
+def documented(body) -> None:
+    """C{body} is what the OpenAPI document says /check answers (objects closed)."""
+    schemas = Schemas(openapi.document())
+    assert schemas.problems(body, schemas.response("/api/xmpp/check", "post", 200)) == []
+
+
 async def check(service, domain, **fields):
     code, body = await post(service, {"domain": domain, **fields})
     assert code == 200, body
     assert body["success"] is True, body
+    documented(body)
     return body
 
 
