@@ -508,3 +508,12 @@ def test_certificates_grouped():
     ]
     groups = findings.certificates(observe().endpoints)
     assert [g.endpoints for g in groups] == [(0, 1, 2)]
+
+
+def test_readme_lists_the_catalogue():
+    """README documents every finding id with its severity and its trigger."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for id_, entry in findings.CATALOGUE.items():
+        assert f"| `{id_}` | {entry.severity} | {entry.trigger} |" in readme, id_
