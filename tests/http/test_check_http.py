@@ -26,9 +26,9 @@ from fake_xmpp import Fake, start_fake
 from hostile import Hostile, HostileFactory, SendAfterHeader
 from OpenSSL import SSL
 from test_openapi import Schemas
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.names import dns
 
 from portofcall_xmpp import openapi
@@ -677,3 +677,117 @@ async def test_client_goes_away(fakes):
     client.transport.abortConnection()
     await _until(lambda: not silent.live and service.api.in_flight == 0)
     assert b"event: report" not in client.received
+
+
+# -- the page
+
+
+class _DevTools(ProcessProtocol):
+    """Chromium's DevTools protocol over --remote-debugging-pipe (fds 3 and 4)."""
+
+    def __init__(self):
+        self.buffer = b""
+        self.waiting = {}
+        self.sent = 0
+        self.ended = defer.Deferred()
+
+    def childDataReceived(self, fd, data):
+        if fd != 4:
+            return
+        self.buffer += data
+        while b"\0" in self.buffer:
+            message, self.buffer = self.buffer.split(b"\0", 1)
+            answer = json.loads(message)
+            waiter = self.waiting.pop(answer.get("id"), None)
+            if waiter is not None:
+                waiter.callback(answer)
+
+    def send(self, method, params=None, session=None):
+        self.sent += 1
+        message = {"id": self.sent, "method": method, "params": params or {}}
+        if session is not None:
+            message["sessionId"] = session
+        waiter = self.waiting[self.sent] = defer.Deferred()
+        self.transport.writeToChild(3, json.dumps(message).encode() + b"\0")
+        return waiter
+
+    async def evaluate(self, session, expression):
+        answer = await self.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session
+        )
+        return answer["result"]["result"].get("value")
+
+    def processEnded(self, reason):
+        self.ended.callback(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_page_renders_check(local, tmp_path):
+    """
+    Headless Chromium opens /#check?domain=localhost&run: the page runs the
+    check through its event stream and renders the report: the verdict
+    (critical, with the counts), the findings grouped by severity with their
+    fixes, the endpoint and certificate tables.
+    """
+    import re
+    import shutil
+
+    from test_page import CHROMIUM_FLAGS, _missing
+    from twisted.internet import reactor
+
+    service, _ = local
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise _missing("chromium is not installed")
+    browser = _DevTools()
+    reactor.spawnProcess(
+        browser,
+        chromium,
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path}",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ],
+        env=None,
+        childFDs={0: "w", 1: "r", 2: "r", 3: "w", 4: "r"},
+    )
+    try:
+        targets = await browser.send("Target.getTargets")
+        page = next(t for t in targets["result"]["targetInfos"] if t["type"] == "page")
+        attached = await browser.send(
+            "Target.attachToTarget", {"targetId": page["targetId"], "flatten": True}
+        )
+        session = attached["result"]["sessionId"]
+        await browser.send(
+            "Page.navigate", {"url": service.url("/#check?domain=localhost&run")}, session
+        )
+        status = ""
+        for _ in range(600):  # a guard, not a measure: the check takes well under a second
+            status = await browser.evaluate(
+                session, "(document.getElementById('summary') || {dataset: {}}).dataset.status"
+            )
+            if status:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        dom = await browser.evaluate(session, "document.documentElement.outerHTML")
+    finally:
+        browser.transport.signalProcess("KILL")
+        await browser.ended
+    assert status == "critical", dom[-3000:]
+    summary = re.search(r'<p id="summary"[^>]*>(.*?)</p>', dom, re.S)
+    assert 'class="summary critical"' in summary.group(0), summary.group(0)
+    assert "✗ Critical" in summary.group(1)
+    assert re.search(r"\d+ critical · \d+ warning · \d+ info", summary.group(1))
+    assert "Prosody" in summary.group(1)
+    critical = re.search(r'<ul class="findings critical">(.*?)</ul>', dom, re.S).group(1)
+    assert 'data-id="sasl.plain_without_tls"' in critical
+    assert "allow_unencrypted_plain_auth" in critical  # the fix, for Prosody
+    warnings = re.search(r'<ul class="findings warning">(.*?)</ul>', dom, re.S).group(1)
+    assert 'data-id="tls.starttls_not_required"' in warnings
+    rows = re.search(r'<table class="endpoints">.*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
+    assert rows.count("<tr") == 3
+    for service_name in ("xmpp-client", "xmpps-client", "xmpp-server"):
+        assert f"<td>{service_name}</td>" in rows
+    assert '<table class="certificates">' in dom
