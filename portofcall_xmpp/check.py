@@ -5,7 +5,8 @@ L{check} looks the domain up as C{/srv} does, makes every endpoint
 (service, target, port, address; at most L{MAX_ENDPOINTS}), probes each as
 C{/connect} or C{/s2s} does (L{flows.probe}, with a request built for that
 address), tests which TLS versions each address:port that spoke TLS
-accepts (L{flows.tls_version}), asks once per kind (client, server)
+accepts (L{flows.tls_version}), asks once per kind (client, server),
+through its first STARTTLS endpoint that answers (else a direct TLS one),
 whether a stream to an unknown name is refused, and with credentials logs
 in (L{flows.server_info}) through the first reachable client endpoint.
 L{findings} judges what was observed.
@@ -96,6 +97,7 @@ class _Run:
         self.slots = DeferredSemaphore(MAX_CONNECTIONS)
         self.on_endpoint = on_endpoint
         self.versions: dict[tuple[str, int], _Shared] = {}
+        self.respects: dict[str, Deferred] = {}
         self.untestable = {v: tlsinfo.version_untestable(v) for v in tlsinfo.TLS_VERSIONS}
 
     def remaining(self, at_most: float) -> float:
@@ -156,6 +158,9 @@ class _Run:
                 endpoint = attrs.evolve(endpoint, failure=failed)
             else:
                 endpoint = attrs.evolve(endpoint, result=result)
+                if not endpoint.direct:
+                    # Alongside this endpoint's TLS version tests.
+                    self.start_respects_to(endpoint)
                 if result.tls.negotiated:
                     endpoint = await self._with_versions(endpoint)
         if self.on_endpoint is not None:
@@ -204,6 +209,12 @@ class _Run:
         return versions, notes
 
     # -- once per kind, and the login
+
+    def start_respects_to(self, endpoint) -> None:
+        """The C{respectsTo} probe of C{endpoint}'s kind, unless one was started."""
+        kind = "server" if endpoint.server else "client"
+        if kind not in self.respects:
+            self.respects[kind] = Deferred.fromCoroutine(self.respects_to(endpoint))
 
     async def respects_to(self, endpoint) -> bool | None:
         """Whether a stream to L{UNKNOWN_NAME} is refused (C{None}: could not tell)."""
@@ -296,16 +307,13 @@ async def _check(env: flows.Environment, req, started: float, on_endpoint) -> Ch
     later: list[Deferred] = []
     try:
         endpoints = await srv._gather(tasks)
-        respects = {}
-        waits = {}
-        for kind in KINDS:
-            first = next(
-                (e for e in endpoints if e.reachable and e.server == (kind == "server")), None
-            )
-            if kind in req.services:
-                respects[kind] = None
-                if first is not None:
-                    waits[kind] = Deferred.fromCoroutine(run.respects_to(first))
+        # Once per kind: through its first STARTTLS endpoint that answered
+        # (started as it answered), else its first direct TLS one.
+        for endpoint in endpoints:
+            if endpoint.reachable:
+                run.start_respects_to(endpoint)
+        respects = {kind: None for kind in req.services}
+        waits = dict(run.respects)
         client = next((e for e in endpoints if e.reachable and not e.server), None)
         login_request = None
         if req.username is not None and client is not None:
@@ -318,7 +326,7 @@ async def _check(env: flows.Environment, req, started: float, on_endpoint) -> Ch
         aliases = await srv._gather(alias_waits)
     except BaseException:
         versions = [shared.running for shared in run.versions.values()]
-        for d in [*tasks, *versions, *later, *alias_waits]:
+        for d in [*tasks, *versions, *run.respects.values(), *later, *alias_waits]:
             d.cancel()
         raise
     finally:
