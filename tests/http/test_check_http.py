@@ -195,6 +195,7 @@ def fakes(prosody_tls):
     }
     server = start_dns_server(reactor, b"example.test", records)
     service = _service(server, "--allow-private", "--ca-file", prosody_tls.ca_path)
+    service.dns_server = server
     try:
         yield service, running, {"garbage": garbage, "silent": silent}
     finally:
@@ -598,6 +599,45 @@ async def test_bad_input(local):
     assert code == 400 and "password" in body["error"]
     code, body = await post(service, {"domain": "localhost", "services": ["nope"]})
     assert code == 400 and body["error"].startswith("services")
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_slot(fakes):
+    """A check holds one --max-concurrent slot: with one slot, a probe during a check
+    is refused (429), and the check still answers."""
+    service, _, hostile = fakes
+    one = _service(service.dns_server, "--allow-private", "--max-concurrent", "1")
+    try:
+        running = post(
+            one, {"domain": "slow.example.test", "services": ["client"], "timeout": 2000}
+        )
+        running = defer.ensureDeferred(running)
+        await _until(lambda: one.api.in_flight == 1)
+        response = await treq.post(one.url("/api/xmpp/connect"), json={"host": "127.0.0.1"})
+        assert response.code == 429
+        code, body = await running
+        assert (code, body["success"]) == (200, True)
+    finally:
+        await one.port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_many_checks_health(fakes):
+    """50 checks in flight, each holding a silent endpoint: /api/health still answers,
+    and every check answers within its timeout."""
+    service, _, _ = fakes
+    checks = [
+        defer.ensureDeferred(
+            post(service, {"domain": "slow.example.test", "services": ["client"], "timeout": 3000})
+        )
+        for _ in range(50)
+    ]
+    await _until(lambda: service.api.in_flight == 50)
+    response = await treq.get(service.url("/api/health"))
+    assert response.code == 200
+    assert json.loads(await response.content())["inFlight"] == 50
+    answers = await defer.gatherResults(checks)
+    assert {(code, body["success"]) for code, body in answers} == {(200, True)}
 
 
 # -- Server-Sent Events
