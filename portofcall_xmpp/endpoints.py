@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 import attrs
 from twisted.internet.defer import Deferred
 
-from . import flows, render, validate
+from . import check, flows, render, validate
 
 #: The largest request body accepted (SPEC §2: 413 beyond).
 MAX_BODY_BYTES = 64 * 1024
@@ -52,6 +52,13 @@ class Endpoint(Generic[Req, Result]):
     @ivar failure_schema: the component schema of what L{render_failure}
         answers.
     @ivar example: a request body for the document.
+    @ivar render_event: for an endpoint that can answer with Server-Sent
+        Events (C{Accept: text/event-stream}): C{render_event(item, req)} ->
+        the JSON of one progress event; the flow then takes a fourth
+        argument, called with each item as it finishes.
+    @ivar login_failure: for an endpoint whose result may hold a failed
+        login (not a failed probe): C{login_failure(result)} -> that
+        L{flows.Failed} or L{None}, so C{--max-failed-logins} counts it.
     """
 
     name: str
@@ -65,6 +72,8 @@ class Endpoint(Generic[Req, Result]):
     success_schema: str
     failure_schema: str
     example: dict
+    render_event: Callable | None = None
+    login_failure: Callable[[Result], flows.Failed | None] | None = None
 
     @property
     def path(self) -> str:
@@ -75,6 +84,27 @@ _ACCOUNT = {"host": "xmpp.example.org", "username": "alice", "password": "secret
 
 #: Every probe endpoint, in the order the page shows them.
 ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        name="check",
+        summary="Check a domain",
+        description="From a domain name to a verdict (SPEC §8): the SRV records, every "
+        "endpoint (at most 32; at most 8 connections at once) probed as `/connect` or "
+        "`/s2s`, the TLS versions each address:port accepts, whether a stream to an "
+        "unknown name is refused, with credentials a login and the server-info queries, "
+        "and the findings (catalogue: README, `FindingId`), worst first. With "
+        "`Accept: text/event-stream`: Server-Sent Events, one `endpoint` event as each "
+        "endpoint finishes, then one `report` event carrying this body.",
+        parse=validate.parse_check,
+        flow=check.check,
+        render=render.check_json,
+        render_failure=render.check_failure_json,
+        request_schema="CheckRequest",
+        success_schema="CheckSuccess",
+        failure_schema="SRVFailure",
+        example={"domain": "example.org"},
+        render_event=render.check_endpoint_json,
+        login_failure=lambda result: result.observations.login_failure,
+    ),
     Endpoint(
         name="connect",
         summary="Connect",

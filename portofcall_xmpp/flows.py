@@ -39,6 +39,7 @@ from .errors import (
     ProtocolViolation,
     ReadTimeout,
     SASLFailure,
+    TLSFailure,
 )
 from .parse import (
     NS_BIND,
@@ -309,6 +310,7 @@ class _Session:
         destination: route.Destination,
         *,
         from_: str | None = None,
+        tls_version: str | None = None,
     ):
         server = destination.server
         self.env = env
@@ -330,6 +332,7 @@ class _Session:
             read_timeout=env.read_timeout,
             domain=domain,
             server=server,
+            version=tls_version,
         )
         self.sasl = SASLStep(self.proto, trace, env.read_timeout, env.to_thread)
         self.dialer = route.Dialer(env, destination, self.tls.direct_context)
@@ -527,6 +530,55 @@ def probe(env: Environment, req, started: float | None = None) -> Deferred:
         )
 
     return _timed(run(), env, req.timeout, trace, session)
+
+
+def tls_version(
+    env: Environment,
+    host: str,
+    port: int,
+    domain: str,
+    version: str,
+    *,
+    server: bool,
+    direct: bool,
+    timeout: float,
+) -> Deferred:
+    """
+    One handshake offering only TLS C{version} (L{tlsinfo.TLS_VERSIONS}) to
+    C{host:port}: direct TLS (with ALPN), or a stream to C{domain} and
+    STARTTLS.  Nothing else is sent; the connection is closed at once.
+
+    @return: a Deferred firing with whether the server accepted C{version}
+        (a handshake that fails is C{False}), or failing with L{Failed} when
+        the question could not be asked (no connection, no STARTTLS, a
+        timeout).
+    """
+    trace = Trace(env.clock, env.clock.seconds(), False)
+    destination = route.Destination(host, port, domain, "direct" if direct else "auto", server)
+    session = _Session(env, trace, destination, tls_version=version)
+
+    async def run():
+        try:
+            if direct:
+                connected = await session.dialer.dial(session.proto)
+                await session.tls.direct_connected(connected.context)
+            else:
+                _, features = await session.open()
+                if not features.starttls:
+                    raise TLSFailure("STARTTLS is not offered, so no TLS version was tested")
+                try:
+                    await session.tls.starttls(features, "auto")
+                except TLSFailure:
+                    return False
+        except TLSFailure:
+            if not direct:
+                raise
+            return False
+        finally:
+            session.close(polite=False)
+        return session.tls.info().report.protocol == version
+
+    return _timed(run(), env, timeout, trace, session)
 
 
 # -- /login, /roster, /message, /server-info

@@ -62,6 +62,17 @@ def _responses() -> dict:
 def _probe_operation(endpoint: Endpoint) -> dict:
     request = {"schema": ref(endpoint.request_schema), "example": endpoint.example}
     answers = {"oneOf": [ref(endpoint.success_schema), ref(endpoint.failure_schema)]}
+    content = _json(answers)
+    if endpoint.render_event is not None:
+        content["text/event-stream"] = {
+            "schema": {
+                "type": "string",
+                "description": "With `Accept: text/event-stream`: Server-Sent Events, each "
+                "`data` one line of JSON: an `endpoint` event per endpoint as it finishes "
+                "(`CheckEndpoint`), then one `report` event (the JSON answer), and the "
+                "response ends.",
+            }
+        }
     return {
         "operationId": endpoint.name,
         "tags": ["probes"],
@@ -72,7 +83,7 @@ def _probe_operation(endpoint: Endpoint) -> dict:
             "200": {
                 "description": "The probe ran: `success: true`, or `success: false` with "
                 "`error` and `errorType`.",
-                "content": _json(answers),
+                "content": content,
             },
             "400": _response("BadRequest"),
             "403": _response("Forbidden"),

@@ -7,9 +7,17 @@ are seconds, turned into integer milliseconds here by L{schema.ms}.
 
 from __future__ import annotations
 
-from . import flows, route, srv
+from . import findings, flows, route, srv, tlsinfo
 from .schema import ms, nullable, obj, ref, strings
-from .validate import AuthRequest, ConnectRequest, MessageRequest, S2SRequest, SRVRequest
+from .validate import (
+    CHECK_KINDS,
+    AuthRequest,
+    CheckRequest,
+    ConnectRequest,
+    MessageRequest,
+    S2SRequest,
+    SRVRequest,
+)
 
 #: The response schemas, by component name; each declared beside its renderer.
 SCHEMAS: dict[str, dict] = {}
@@ -987,6 +995,249 @@ SCHEMAS["SRVFailure"] = obj(
 
 def srv_failure_json(failed: flows.Failed, req: SRVRequest) -> dict:
     """An SRV lookup that stopped (C{dns} or C{timeout})."""
+    return _failure_base(failed, {"domain": req.domain}, False)
+
+
+# -- /check
+
+SCHEMAS["FindingId"] = {
+    "type": "string",
+    "description": "A finding of the catalogue (README: every id, its severity and its "
+    "trigger). An id is API: it keeps its meaning.",
+    "oneOf": [
+        {"const": id_, "description": f"{entry.severity}: {entry.trigger}"}
+        for id_, entry in findings.CATALOGUE.items()
+    ],
+}
+
+SCHEMAS["Finding"] = obj(
+    {
+        "id": ref("FindingId"),
+        "severity": {"type": "string", "enum": list(findings.SEVERITIES)},
+        "endpoints": {
+            "type": "array",
+            "items": {"type": "integer"},
+            "description": "The `id`s of the endpoints it is about (empty: the domain).",
+        },
+        "message": {"type": "string", "description": "What is wrong, in one sentence."},
+        "fix": {
+            "type": "string",
+            "description": "What to change: the setting of the detected server software "
+            "(Prosody, ejabberd), else generic.",
+        },
+    },
+    required=["id", "severity", "endpoints", "message", "fix"],
+)
+
+_TLS_VERSION_FLAG = {
+    "type": ["boolean", "null"],
+    "description": "Accepted; null: not tested (`tlsVersionNotes` says why).",
+}
+
+SCHEMAS["CheckEndpoint"] = obj(
+    {
+        "id": {"type": "integer"},
+        "service": {
+            "type": "string",
+            "enum": [s.key for s in srv.SERVICES],
+        },
+        "target": {"type": "string"},
+        "port": {"type": "integer"},
+        "address": {"type": "string"},
+        "family": {"type": "integer", "enum": [4, 6]},
+        "blocked": {
+            "type": "boolean",
+            "description": "The destination policy refuses this address: never contacted.",
+        },
+        "tls": {"type": "string", "enum": ["starttls", "direct"]},
+        "reachable": {"type": "boolean", "description": "It answered with a stream."},
+        "probe": {
+            "anyOf": [
+                ref("ConnectSuccess"),
+                ref("S2SSuccess"),
+                ref("ProbeFailure"),
+                {"type": "null"},
+            ],
+            "description": "The /connect (client) or /s2s (server) answer; null when blocked.",
+        },
+        "tlsVersions": {
+            "anyOf": [
+                obj({v: _TLS_VERSION_FLAG for v in tlsinfo.TLS_VERSIONS}),
+                {"type": "null"},
+            ],
+            "description": "Which TLS versions this address:port accepts, one handshake "
+            "each; null when it did not speak TLS.",
+        },
+        "tlsVersionNotes": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Why a version was not tested (e.g. this OpenSSL cannot offer it).",
+        },
+        "elapsedMs": nullable("integer", "The probe's time; null when blocked."),
+    },
+    required=[
+        "id",
+        "service",
+        "target",
+        "port",
+        "address",
+        "family",
+        "blocked",
+        "tls",
+        "reachable",
+        "probe",
+        "tlsVersions",
+    ],
+)
+
+SCHEMAS["CheckSuccess"] = obj(
+    {
+        "success": {"const": True},
+        "domain": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": ["ok", "warning", "critical"],
+            "description": "The worst severity found (`ok`: nothing above info).",
+        },
+        "summary": obj(
+            {k: {"type": "integer"} for k in findings.SEVERITIES},
+            required=list(findings.SEVERITIES),
+        ),
+        "software": {
+            "anyOf": [
+                obj(
+                    {
+                        "name": {"type": "string"},
+                        "version": nullable("string"),
+                        "source": {"type": "string", "enum": ["version-query", "stream-id"]},
+                    },
+                    required=["name", "version", "source"],
+                ),
+                {"type": "null"},
+            ],
+            "description": "XEP-0092 after a login, else guessed from the stream id.",
+        },
+        "dns": obj(
+            {s.key: ref("SRVService") for s in srv.SERVICES},
+            required=[s.key for s in srv.SERVICES],
+        ),
+        "endpoints": {"type": "array", "items": ref("CheckEndpoint")},
+        "truncated": {"type": "boolean", "description": "More than 32 endpoints."},
+        "certificates": {
+            "type": "array",
+            "items": {
+                "allOf": [
+                    ref("Certificate"),
+                    obj({"endpoints": {"type": "array", "items": {"type": "integer"}}}),
+                ]
+            },
+            "description": "One per fingerprint, with the endpoints that presented it.",
+        },
+        "respectsTo": obj(
+            {k: {"type": ["boolean", "null"]} for k in CHECK_KINDS},
+            description="Per kind asked: a stream to a name under `.invalid` was refused "
+            "(null: not known).",
+        ),
+        "login": {
+            "anyOf": [ref("ServerInfoSuccess"), ref("AuthProbeFailure"), {"type": "null"}],
+            "description": "With credentials: the login and server-info queries.",
+        },
+        "serverInfo": {"description": "As /server-info's `serverInfo`, or null."},
+        "findings": {"type": "array", "items": ref("Finding")},
+        "elapsedMs": {"type": "integer"},
+    },
+    required=[
+        "success",
+        "domain",
+        "status",
+        "summary",
+        "software",
+        "dns",
+        "endpoints",
+        "truncated",
+        "certificates",
+        "respectsTo",
+        "login",
+        "serverInfo",
+        "findings",
+        "elapsedMs",
+    ],
+)
+
+
+def check_endpoint_json(endpoint: findings.CheckEndpoint, req: CheckRequest) -> dict:
+    """One endpoint of a check (also the data of an SSE C{endpoint} event)."""
+    probe = elapsed = None
+    if endpoint.result is not None:
+        render = s2s_json if endpoint.server else connect_json
+        probe = render(endpoint.result, endpoint.request)
+    elif endpoint.failure is not None:
+        probe = probe_failure_json(endpoint.failure, endpoint.request)
+    if probe is not None:
+        elapsed = probe["elapsedMs"]
+    body = {
+        "id": endpoint.id,
+        "service": endpoint.service,
+        "target": endpoint.target,
+        "port": endpoint.port,
+        "address": endpoint.address,
+        "family": endpoint.family,
+        "blocked": endpoint.blocked,
+        "tls": "direct" if endpoint.direct else "starttls",
+        "reachable": endpoint.reachable,
+        "probe": probe,
+        "tlsVersions": endpoint.tls_versions,
+        "elapsedMs": elapsed,
+    }
+    if endpoint.tls_notes:
+        body["tlsVersionNotes"] = dict(endpoint.tls_notes)
+    return body
+
+
+def check_json(result, req: CheckRequest) -> dict:
+    """SPEC §8 /check: the verdict, the findings, and everything they were drawn from."""
+    obs = result.observations
+    found = result.findings
+    login = None
+    if obs.login is not None:
+        login = server_info_json(obs.login, obs.login_request)
+    elif obs.login_failure is not None:
+        login = auth_failure_json(obs.login_failure, obs.login_request)
+    software = result.software
+    return {
+        "success": True,
+        "domain": obs.domain,
+        "status": result.status,
+        "summary": {k: sum(f.severity == k for f in found) for k in findings.SEVERITIES},
+        "software": None
+        if software is None
+        else {"name": software.name, "version": software.version, "source": software.source},
+        "dns": srv_report_json(obs.dns)["services"],
+        "endpoints": [check_endpoint_json(e, req) for e in obs.endpoints],
+        "truncated": obs.truncated,
+        "certificates": [
+            {**_certificate_json(g.certificate), "endpoints": list(g.endpoints)}
+            for g in findings.certificates(obs.endpoints)
+        ],
+        "respectsTo": dict(obs.respects_to),
+        "login": login,
+        "serverInfo": None if login is None or not login["success"] else login["serverInfo"],
+        "findings": [
+            {
+                "id": f.id,
+                "severity": f.severity,
+                "endpoints": list(f.endpoints),
+                "message": f.message,
+                "fix": f.fix,
+            }
+            for f in found
+        ],
+        "elapsedMs": ms(result.elapsed),
+    }
+
+
+def check_failure_json(failed: flows.Failed, req: CheckRequest) -> dict:
+    """A check that could not run at all (its DNS lookups failed or timed out)."""
     return _failure_base(failed, {"domain": req.domain}, False)
 
 

@@ -741,6 +741,31 @@ class DNSServerResolver:
 
         return self._ask(name, lambda resolver: Deferred.fromCoroutine(ask(resolver)))
 
+    def lookup_alias(self, name: str, budget: Budget | None = None) -> Deferred[str | None]:
+        """
+        The canonical name C{name} (in A-labels) is an alias of: the target
+        of its CNAME record, or C{None} when it has none, or when the
+        question could not be answered (this is advice, never a failure).
+        """
+
+        async def ask(resolver) -> str | None:
+            try:
+                if budget is not None:
+                    budget.spend()
+                answers, _authority, _additional = await resolver.lookupCanonicalName(name)
+            except CancelledError:
+                raise
+            except Exception:
+                return None
+            owner = dns.Name(name[:-1] if name.endswith(".") else name)
+            alias = next(
+                (rr.payload.name for rr in answers if rr.name == owner and rr.type == dns.CNAME),
+                None,
+            )
+            return None if alias is None else _target_text(alias)
+
+        return self._ask(name, lambda resolver: Deferred.fromCoroutine(ask(resolver)))
+
 
 async def _family(lookup, name: str, record_type: int, budget: Budget | None) -> _Outcome:
     try:
@@ -904,7 +929,10 @@ class Lookups:
         """The SRV records of C{name} (see L{DNSServerResolver.lookup_srv})."""
         # Not in the request's slots: a request asks few SRV questions (four
         # for /srv), and its targets must not wait behind them.
-        running = self._srv_resolver.lookup_srv(name, self._budget)
+        return self._track(self._srv_resolver.lookup_srv(name, self._budget))
+
+    def _track(self, running: Deferred) -> Deferred:
+        """C{running}, stopped by L{close} if it has not finished by then."""
         if not running.called:
             self._srv_running.add(running)
 
@@ -914,6 +942,10 @@ class Lookups:
 
             running.addBoth(done)
         return running
+
+    def alias(self, name: str) -> Deferred[str | None]:
+        """What C{name} is an alias of (see L{DNSServerResolver.lookup_alias})."""
+        return self._track(self._srv_resolver.lookup_alias(name, self._budget))
 
     def close(self) -> None:
         """Stop every lookup still running and close the request's socket."""

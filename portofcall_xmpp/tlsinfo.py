@@ -300,6 +300,60 @@ def client_context(
     return ClientCreator(context, _server_name(domain), domain, trust)
 
 
+#: The protocol versions a check tests (SPEC §8 C{tlsVersions}), by OpenSSL's name.
+TLS_VERSIONS = {
+    "TLSv1": SSL.TLS1_VERSION,
+    "TLSv1.1": SSL.TLS1_1_VERSION,
+    "TLSv1.2": SSL.TLS1_2_VERSION,
+    "TLSv1.3": SSL.TLS1_3_VERSION,
+}
+
+
+def _version_context(version: str) -> SSL.Context:
+    pinned = TLS_VERSIONS[version]
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    # A dedicated context: security level 0 lets TLS 1.0/1.1 (and their SHA-1
+    # signatures) be offered at all; only this one version is allowed.
+    context.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+    context.set_min_proto_version(pinned)
+    context.set_max_proto_version(pinned)
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+    context.set_verify(SSL.VERIFY_NONE)
+    return context
+
+
+def version_untestable(version: str) -> str | None:
+    """
+    Why this OpenSSL build cannot offer C{version} (one of L{TLS_VERSIONS}),
+    or C{None} when it can: it is asked to write a ClientHello offering
+    only that version, in memory.
+    """
+    connection = SSL.Connection(_version_context(version), None)
+    connection.set_connect_state()
+    try:
+        connection.do_handshake()
+    except SSL.WantReadError:
+        return None
+    except SSL.Error as e:
+        build = SSL.SSLeay_version(SSL.SSLEAY_VERSION).decode()
+        return f"this OpenSSL build ({build}) cannot offer {version}: {e}"
+    return None
+
+
+def version_context(
+    trust: Trust, domain: str, version: str, *, alpn: Iterable[bytes] | None = None
+) -> ClientCreator:
+    """
+    As L{client_context}, but offering only C{version} (one of
+    L{TLS_VERSIONS}), at OpenSSL security level 0: for testing which
+    versions a server accepts, never for a session that carries anything.
+    """
+    context = _version_context(version)
+    if alpn:
+        context.set_alpn_protos(list(alpn))
+    return ClientCreator(context, _server_name(domain), domain, trust)
+
+
 def tls_connection(transport) -> SSL.Connection | None:
     """
     The C{OpenSSL.SSL.Connection} under C{transport} (C{transport.getHandle()}),
@@ -342,6 +396,9 @@ class CertificateReport:
     @ivar days_until_expiry: whole days from C{now} to C{notAfter}, rounded
         down (negative once expired).
     @ivar warnings: e.g. C{"certificate expires in 5 days"}.
+    @ivar client_auth: the certificate may authenticate a TLS client (no
+        extendedKeyUsage, or one naming clientAuth or anyExtendedKeyUsage),
+        as a server needs for outgoing SASL EXTERNAL; C{None} when unknown.
     @ivar parsed: C{cryptography} could parse the certificate.  When it could
         not (OpenSSL is more lenient: e.g. a PrintableString holding a
         character PrintableString forbids), the report holds what could be
@@ -363,6 +420,7 @@ class CertificateReport:
     days_until_expiry: int | None
     warnings: tuple[str, ...] = ()
     parsed: bool = True
+    client_auth: bool | None = None
 
 
 @attrs.frozen
@@ -479,6 +537,7 @@ def certificate_report(
         chain_verified=chain_error is None,
         days_until_expiry=days,
         warnings=tuple(warnings),
+        client_auth=_allows_client_auth(leaf),
     )
 
 
@@ -737,6 +796,18 @@ def _purpose_error(leaf: x509.Certificate) -> str | None:
         return None
     names = ", ".join(_EKU_NAMES.get(oid, oid.dotted_string) for oid in eku)
     return f"certificate is not for TLS servers (extendedKeyUsage: {names})"
+
+
+def _allows_client_auth(leaf: x509.Certificate) -> bool | None:
+    """Whether C{leaf} may authenticate a TLS client; C{None} when its EKU is unreadable."""
+    try:
+        eku = leaf.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
+    except x509.ExtensionNotFound:
+        return True
+    except ValueError:
+        return None
+    allowed = {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+    return bool(allowed.intersection(eku))
 
 
 # -- the name ---------------------------------------------------------------

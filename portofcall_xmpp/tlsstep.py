@@ -77,6 +77,8 @@ class TLSStep:
     @param server: a server-to-server stream: the certificate is checked as a
         server's (SRV-IDs C{_xmpp-server}, C{_xmpps-server}), direct TLS offers
         ALPN C{xmpp-server}.
+    @param version: offer only this TLS version (L{tlsinfo.version_context}),
+        to test whether the server accepts it; by default TLS 1.2 and later.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class TLSStep:
         read_timeout: float,
         domain: str,
         server: bool = False,
+        version: str | None = None,
     ):
         self._proto = proto
         self._trace = trace
@@ -98,6 +101,7 @@ class TLSStep:
         self._domain = domain
         self._services = tlsinfo.SERVER_SERVICES if server else tlsinfo.CLIENT_SERVICES
         self._alpn = tlsinfo.XMPP_SERVER_ALPN if server else tlsinfo.XMPP_CLIENT_ALPN
+        self._version = version
         self._available = self._required = self._direct = False
         self._connection = None
         self._report: tlsinfo.TLSReport | None = None
@@ -124,7 +128,7 @@ class TLSStep:
         first byte (XEP-0368): SNI for the domain, ALPN C{xmpp-client} or
         C{xmpp-server}.
         """
-        return tlsinfo.client_context(self._trust, self._domain, alpn=self._alpn)
+        return self._creator(self._alpn)
 
     async def direct_connected(self, creator: tlsinfo.ClientCreator) -> None:
         """
@@ -166,11 +170,16 @@ class TLSStep:
         )
         if reply.name == "failure":
             raise TLSFailure("Server answered STARTTLS with <failure/>")
-        creator = tlsinfo.client_context(self._trust, self._domain)
+        creator = self._creator(None)
         await self._proto.start_tls(creator, self._read_timeout)
         self._trace.phase("starttls_upgraded")
         self._negotiated(creator)
         return True
+
+    def _creator(self, alpn) -> tlsinfo.ClientCreator:
+        if self._version is None:
+            return tlsinfo.client_context(self._trust, self._domain, alpn=alpn)
+        return tlsinfo.version_context(self._trust, self._domain, self._version, alpn=alpn)
 
     def _negotiated(self, creator: tlsinfo.ClientCreator) -> None:
         self._connection = self._proto.tls_connection() or creator.connection

@@ -95,6 +95,7 @@ ROSTER_TIMEOUT = 20.0
 MESSAGE_TIMEOUT = 20.0
 DEFAULT_WAIT = 2.0
 SRV_TIMEOUT = 20.0
+CHECK_TIMEOUT = 60.0
 
 MAX_TIMEOUT_MS = 120000
 MAX_WAIT_MS = 30000
@@ -103,6 +104,7 @@ MAX_MESSAGE_BYTES = 16 * 1024
 CONNECT_TLS_MODES = ("auto", "none", "direct")
 AUTH_TLS_MODES = ("auto", "required", "none", "direct")
 MESSAGE_TYPES = ("chat", "normal", "headline")
+CHECK_KINDS = ("client", "server")
 
 # What XML 1.0 cannot carry (Char production, section 2.2).
 _NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -837,4 +839,99 @@ SCHEMAS["MessageRequest"] = _auth_schema(
         },
     },
     required=["recipient"],
+)
+
+
+@attrs.frozen(kw_only=True)
+class CheckRequest:
+    """
+    A C{/check} of C{domain} (a DNS name): its C{services} (kinds C{client},
+    C{server}), and with C{username} and C{password} (both or neither) a login.
+    """
+
+    domain: str
+    timeout: float = CHECK_TIMEOUT
+    services: tuple[str, ...] = CHECK_KINDS
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    transcript: bool = False
+
+    @property
+    def target(self) -> str:
+        return self.domain
+
+    @property
+    def account(self) -> str | None:
+        return None if self.username is None else f"{self.username}@{self.domain}"
+
+
+def _kinds(body: dict) -> tuple[str, ...]:
+    value = body.get("services")
+    if value is None:
+        return CHECK_KINDS
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and v in CHECK_KINDS for v in value)
+    ):
+        raise RequestError(400, f"services must be a non-empty list of: {', '.join(CHECK_KINDS)}")
+    return tuple(k for k in CHECK_KINDS if k in value)
+
+
+def parse_check(body) -> CheckRequest:
+    """
+    C{POST /api/xmpp/check}: C{domain} (required, as for C{/srv}), C{timeout}
+    60000 ms, C{services} both kinds, C{username} and C{password} (both or
+    neither), C{transcript} false.
+
+    @raise RequestError: 400, C{"Missing required parameter: domain"}, C{"password
+        is required with username: ..."} (or the other way round), or a message
+        naming the invalid field.
+    """
+    domain = parse_srv(body).domain
+    username = None if _is_missing(body.get("username")) else _username(body["username"])
+    password = None if _is_missing(body.get("password")) else _password(body["password"])
+    if (username is None) != (password is None):
+        missing, given = ("password", "username") if password is None else ("username", "password")
+        raise RequestError(400, f"{missing} is required with {given}: give both or neither")
+    return CheckRequest(
+        domain=domain,
+        timeout=_milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, CHECK_TIMEOUT),
+        services=_kinds(body),
+        username=username,
+        password=password,
+        transcript=_boolean(body, "transcript", False),
+    )
+
+
+SCHEMAS["CheckRequest"] = obj(
+    {
+        "domain": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The XMPP domain to check (a JID domainpart that is a DNS name).",
+            "examples": ["example.org"],
+        },
+        "timeout": {
+            **_timeout_schema(CHECK_TIMEOUT),
+            "description": "The whole check, in milliseconds: endpoints not finished by "
+            "then are reported with `errorType: timeout`.",
+        },
+        "services": {
+            "type": "array",
+            "items": {"type": "string", "enum": list(CHECK_KINDS)},
+            "minItems": 1,
+            "default": list(CHECK_KINDS),
+            "description": "Which services to check: `client` (`_xmpp-client`, "
+            "`_xmpps-client`), `server` (`_xmpp-server`, `_xmpps-server`).",
+        },
+        "username": {
+            **SCHEMAS["AuthFields"]["properties"]["username"],
+            "description": "With `password`: also log in (default mechanism, certificate "
+            "verified) and ask the server about itself.",
+        },
+        "password": SCHEMAS["AuthFields"]["properties"]["password"],
+        "transcript": ref("TranscriptFlag"),
+    },
+    required=["domain"],
 )

@@ -139,6 +139,7 @@ class Api:
     async def _run(self, request, endpoint: Endpoint):
         started = self._clock.seconds()
         req = None
+        events = None
         headers = None
         acquired = False
         try:
@@ -153,7 +154,21 @@ class Api:
                 self._failed_logins.check(req.account)
             self.in_flight += 1
             acquired = True
-            result = await endpoint.flow(self._env, req, started)
+            if endpoint.render_event is not None and _wants_events(request):
+                events = _EventStream(request)
+                result = await endpoint.flow(
+                    self._env,
+                    req,
+                    started,
+                    lambda item: events.send("endpoint", endpoint.render_event(item, req)),
+                )
+            else:
+                events = None
+                result = await endpoint.flow(self._env, req, started)
+            if req.account is not None and endpoint.login_failure is not None:
+                refused = endpoint.login_failure(result)
+                if refused is not None and _credentials_refused(refused):
+                    self._failed_logins.failed(req.account)
             status, body = 200, endpoint.render(result, req)
             outcome = "ok"
         except RequestError as e:
@@ -197,6 +212,9 @@ class Api:
             outcome=outcome,
             ms=ms(self._clock.seconds() - started),
         )
+        if events is not None:
+            events.send("report", body)
+            return b""
         return _write_json(request, status, body, headers)
 
     for _endpoint in ENDPOINTS:
@@ -244,6 +262,39 @@ class Api:
         allowed = ", ".join(failure.value.valid_methods or [])
         headers = {"Allow": allowed} if allowed else None
         return _write_json(request, 405, {"success": False, "error": "Method not allowed"}, headers)
+
+
+def _wants_events(request) -> bool:
+    """The client asked for Server-Sent Events (C{Accept: text/event-stream})."""
+    accept = (request.getHeader("accept") or "").lower()
+    return any(part.split(";")[0].strip() == "text/event-stream" for part in accept.split(","))
+
+
+class _EventStream:
+    """
+    A C{text/event-stream} answer (Server-Sent Events): the headers go out
+    at once; each L{send} writes one event whose data is one line of JSON.
+    Nothing is written once the client has gone.
+    """
+
+    def __init__(self, request):
+        self._request = request
+        self._gone = False
+        request.notifyFinish().addBoth(self._finished)
+        request.setResponseCode(200)
+        request.setHeader("content-type", "text/event-stream; charset=utf-8")
+        request.setHeader("cache-control", "no-store")
+        request.setHeader("x-content-type-options", "nosniff")
+        request.write(b": portofcall-xmpp\n\n")
+
+    def _finished(self, _):
+        self._gone = True
+
+    def send(self, name: str, obj) -> None:
+        if self._gone:
+            return
+        data = json.dumps(obj, ensure_ascii=False)
+        self._request.write(f"event: {name}\ndata: {data}\n\n".encode())
 
 
 def _target(req) -> str:

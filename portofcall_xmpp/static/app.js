@@ -104,6 +104,8 @@
     } else if (prop.type === "boolean") {
       control = el("input");
       control.type = "checkbox";
+    } else if (prop.type === "array" && prop.items && prop.items.enum) {
+      control = arrayChoice(prop);
     } else {
       control = el("input");
       control.type = prop.type === "integer" ? "number" : "text";
@@ -314,7 +316,7 @@
       } else {
         const value = TRIMMED.has(name) ? control.value.trim() : control.value;
         if (value === "") continue; // not given: the service's default applies
-        body[name] = value;
+        body[name] = control.dataset.array ? [value] : value;
       }
     }
     return body;
@@ -328,6 +330,7 @@
   }
 
   async function run(form) {
+    if (isCheck(form.dataset.endpoint)) return runCheck(form);
     const endpoint = form.dataset.endpoint;
     const body = requestBody(form);
     controller = new AbortController();
@@ -461,12 +464,7 @@
     if (status === 200 && data.success === true) {
       summary.className = "summary ok";
       add("verdict", "✓ Success");
-      if (typeof data.message === "string") {
-        add("detail", data.message);
-      } else {
-        const bounce = data.deliveryErrorCondition;
-        add("detail", "Message sent" + (bounce ? "; delivery error: " + bounce.condition : ""));
-      }
+      successDetail(data, add);
     } else if (status === 200) {
       summary.className = "summary fail";
       add("verdict", "✗ Failed");
@@ -653,6 +651,291 @@
     part.appendChild(box);
   }
 
+  // -- the check (POST /api/xmpp/check): a report, filled in live from its
+  // Server-Sent Events (read from a fetch body: EventSource cannot POST)
+
+  const SEVERITIES = ["critical", "warning", "info"];
+  const VERDICTS = {
+    ok: ["summary ok", "✓ OK"],
+    warning: ["summary warn", "⚠ Warning"],
+    critical: ["summary critical", "✗ Critical"],
+  };
+
+  function isCheck(endpoint) {
+    return /\/check$/.test(endpoint);
+  }
+
+  // A select for an array of choices: one of them, or the default (all).
+  function arrayChoice(prop) {
+    const control = el("select");
+    control.dataset.array = "1";
+    control.appendChild(el("option", null, "default (" + show(prop.default) + ")")).value = "";
+    for (const value of prop.items.enum) control.appendChild(el("option", null, value)).value = value;
+    return control;
+  }
+
+  // A link such as /#check?domain=example.org&run opens that tab with its
+  // fields filled in (never the password), and with "run" runs it.
+  function linkedForm(hash) {
+    const match = /^#([\w-]+)\?(.*)$/.exec(hash);
+    if (!match) return null;
+    const tab = tabOf("#" + match[1]);
+    if (!tab) return null;
+    choose(tab, false);
+    const form = document.getElementById(tab.getAttribute("aria-controls"));
+    const params = new URLSearchParams(match[2]);
+    for (const [name, value] of params) {
+      const control = form.elements.namedItem(name);
+      if (!control || control.type === "password" || !control.name) continue;
+      if (control.type === "checkbox") control.checked = value !== "false";
+      else control.value = value;
+    }
+    return params.has("run") ? form : null;
+  }
+
+  // Calls onEvent(name, data) for each event of a text/event-stream body.
+  async function readEvents(response, onEvent) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        }
+        if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+      }
+    }
+  }
+
+  async function runCheck(form) {
+    const endpoint = form.dataset.endpoint;
+    const body = requestBody(form);
+    controller = new AbortController();
+    setRunning(true);
+    clear();
+    summary.className = "summary pending";
+    summary.textContent = "Checking " + (body.domain || "?") + "…";
+    const rows = endpointTable(section("Endpoints"));
+    let report = null;
+    try {
+      const response = await fetch(endpoint, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
+        body: JSON.stringify(body),
+        cache: "no-store",
+        credentials: "same-origin",
+        signal: controller.signal,
+      });
+      const type = response.headers.get("Content-Type") || "";
+      if (!type.startsWith("text/event-stream")) {
+        const text = await response.text();
+        let data = null;
+        try {
+          data = JSON.parse(text);
+        } catch (error) {
+          data = null;
+        }
+        render(endpoint, response, data, text);
+        return;
+      }
+      await readEvents(response, (name, data) => {
+        if (name === "endpoint") {
+          rows.add(data);
+          summary.textContent = "Checking " + (body.domain || "?") + "… " +
+            rows.count() + " endpoint" + (rows.count() === 1 ? "" : "s") + " done";
+        } else if (name === "report") {
+          report = data;
+        }
+      });
+      if (report && report.success) renderCheck(report);
+      else if (report) render(endpoint, response, report, JSON.stringify(report));
+      else throw new Error("the event stream ended without a report");
+    } catch (error) {
+      summary.className = "summary fail";
+      summary.textContent = error.name === "AbortError"
+        ? "Cancelled."
+        : "The check did not complete: " + error.message;
+    } finally {
+      controller = null;
+      setRunning(false);
+    }
+  }
+
+  // A table of endpoints; add(endpoint) puts its row in id order.
+  function endpointTable(part) {
+    const table = el("table", "endpoints");
+    const head = el("tr");
+    for (const name of ["#", "Service", "Target", "Address", "TLS", "Reachable", "Time"]) {
+      const cell = el("th", null, name);
+      cell.scope = "col";
+      head.appendChild(cell);
+    }
+    table.appendChild(el("thead")).appendChild(head);
+    const body = table.appendChild(el("tbody"));
+    const wrap = el("div", "scroll");
+    wrap.appendChild(table);
+    part.appendChild(wrap);
+    return {
+      add(e) {
+        const tr = el("tr");
+        tr.dataset.id = e.id;
+        const probe = e.probe || {};
+        const tls = probe.tls || {};
+        const reached = e.blocked ? "blocked" : e.reachable ? "yes" : "no";
+        tr.append(
+          el("td", null, e.id),
+          el("td", null, e.service),
+          el("td", null, e.target + ":" + e.port),
+          el("td", null, e.address),
+          el("td", null, e.tls + (tls.protocol ? " · " + tls.protocol : "") +
+            (e.tlsVersions ? " · accepts " + Object.entries(e.tlsVersions)
+              .filter(([, on]) => on).map(([v]) => v).join(", ") : "")),
+          el("td", e.reachable ? "yes" : "no",
+            reached + (!e.reachable && probe.errorType ? " (" + probe.errorType + ")" : "")),
+          el("td", null, e.elapsedMs === null || e.elapsedMs === undefined ? "—"
+            : e.elapsedMs + " ms"),
+        );
+        const next = [...body.children].find((row) => Number(row.dataset.id) > e.id);
+        body.insertBefore(tr, next || null);
+      },
+      count() {
+        return body.childElementCount;
+      },
+    };
+  }
+
+  function renderCheck(report) {
+    clear();
+    const [className, verdict] = VERDICTS[report.status] || VERDICTS.critical;
+    summary.replaceChildren();
+    summary.className = className;
+    summary.dataset.status = report.status;
+    const add = (cls, value) => summary.appendChild(el("span", cls, value));
+    add("verdict", verdict);
+    add("detail", report.domain + ": " + SEVERITIES.map((s) => report.summary[s] + " " + s)
+      .join(" · "));
+    if (report.software) {
+      add("tag", [report.software.name, report.software.version].filter(Boolean).join(" "));
+    }
+    add("elapsed", report.elapsedMs + " ms");
+    renderFindings(report.findings);
+    const rows = endpointTable(section("Endpoints"));
+    for (const e of report.endpoints) rows.add(e);
+    renderCertificates(report.certificates);
+    const respects = Object.entries(report.respectsTo || {});
+    if (respects.length) {
+      const part = section("Streams to unknown names");
+      facts(part, Object.fromEntries(respects),
+        respects.map(([kind]) => ["Refused (" + kind + ")", kind, true]));
+    }
+    if (report.login) {
+      const part = section("Login");
+      facts(part, report.login, [["Success", "success", true], ["Bound JID", "jid"],
+        ["Mechanism", "mechanism"], ["Error", "error"], ["Error type", "errorType"]]);
+    }
+    renderServerInfo(report.serverInfo);
+    renderSrv(report.dns);
+    raw.textContent = JSON.stringify(report, null, 2);
+    rawBox.hidden = false;
+  }
+
+  function renderFindings(findings) {
+    const part = section("Findings");
+    part.classList.add("findings");
+    if (!findings.length) part.appendChild(el("p", null, "Nothing to report."));
+    for (const severity of SEVERITIES) {
+      const mine = findings.filter((f) => f.severity === severity);
+      if (!mine.length) continue;
+      part.appendChild(el("h4", "severity " + severity, severity + " (" + mine.length + ")"));
+      const list = el("ul", "findings " + severity);
+      for (const f of mine) {
+        const item = el("li");
+        item.dataset.id = f.id;
+        item.append(el("code", null, f.id), " ", el("span", "message", f.message));
+        const fix = el("p", "fix", "Fix: ");
+        withCode(fix, f.fix);
+        item.appendChild(fix);
+        list.appendChild(item);
+      }
+      part.appendChild(list);
+    }
+  }
+
+  function renderCertificates(certificates) {
+    if (!certificates || !certificates.length) return;
+    const part = section("Certificates");
+    const table = el("table", "certificates");
+    const head = el("tr");
+    for (const name of ["Subject", "Valid until", "Verified", "Why not", "Endpoints",
+      "SHA-256"]) {
+      const cell = el("th", null, name);
+      cell.scope = "col";
+      head.appendChild(cell);
+    }
+    table.appendChild(el("thead")).appendChild(head);
+    const body = table.appendChild(el("tbody"));
+    for (const c of certificates) {
+      const tr = el("tr");
+      tr.append(
+        el("td", null, show(c.subject)),
+        el("td", null, show(c.notAfter) + " (" + c.daysUntilExpiry + " days)"),
+        el("td", c.verified ? "yes" : "no", show(c.verified)),
+        el("td", null, show(c.verifyError)),
+        el("td", null, c.endpoints.join(", ")),
+        el("td", "fingerprint", c.fingerprintSha256),
+      );
+      body.appendChild(tr);
+    }
+    const wrap = el("div", "scroll");
+    wrap.appendChild(table);
+    part.appendChild(wrap);
+  }
+
+  // What a successful probe's banner says beyond "Success": its message, the
+  // SRV services found, a message's fate; and a critical problem it shows.
+  function successDetail(data, add) {
+    if (typeof data.message === "string") {
+      add("detail", data.message);
+    } else if (data.services && typeof data.services === "object") {
+      const found = Object.entries(data.services).filter(([, s]) => s.status === "ok")
+        .map(([name]) => name);
+      add("detail", found.length ? "SRV records found: " + found.join(", ")
+        : "No SRV records: clients fall back to the domain itself");
+    } else if (data.message && typeof data.message === "object") {
+      const bounce = data.deliveryErrorCondition;
+      add("detail", "Message sent" + (bounce ? "; delivery error: " + bounce.condition : ""));
+    }
+    const critical = criticalOf(data);
+    if (critical) {
+      summary.className = "summary critical";
+      add("tag", "critical: " + critical);
+    }
+  }
+
+  // A critical problem a stream probe's answer shows, in words, or null.
+  function criticalOf(data) {
+    if (!("streamId" in data) || !data.tls) return null;
+    const tls = data.tls;
+    if (!tls.direct && (data.saslMechanisms || []).includes("PLAIN")) {
+      return "PLAIN is offered before TLS (passwords in clear)";
+    }
+    if (!tls.available) return "no STARTTLS offered";
+    if (tls.certificate && tls.certificate.verified === false) {
+      return "the certificate does not verify (" + show(tls.certificate.verifyError) + ")";
+    }
+    return null;
+  }
+
   // -- wiring
 
   async function start() {
@@ -666,6 +949,7 @@
       if (item.post) buildForm(doc, path, item.post);
     }
     setupTabs();
+    const linked = linkedForm(location.hash);
     for (const form of forms) {
       form.addEventListener("submit", (event) => {
         event.preventDefault();
@@ -678,6 +962,7 @@
       });
     }
     main.hidden = false;
+    if (linked) run(linked);
   }
 
   start().catch((error) => {

@@ -49,6 +49,7 @@ PARSERS = {
     "/api/xmpp/message": validate.parse_message,
     "/api/xmpp/server-info": validate.parse_server_info,
     "/api/xmpp/srv": validate.parse_srv,
+    "/api/xmpp/check": validate.parse_check,
 }
 
 # The fields each endpoint reads, maintained by hand as well (the tests below
@@ -71,6 +72,7 @@ EXPECTED_FIELDS = {
     "/api/xmpp/message": MESSAGE_FIELDS,
     "/api/xmpp/server-info": AUTH_FIELDS,
     "/api/xmpp/srv": {"domain", "timeout"},
+    "/api/xmpp/check": {"domain", "timeout", "services", "username", "password", "transcript"},
 }
 MINIMAL = {
     "/api/xmpp/connect": {"host": "example.com"},
@@ -80,7 +82,12 @@ MINIMAL = {
     "/api/xmpp/message": {**AUTH, "recipient": "bob@example.com"},
     "/api/xmpp/server-info": AUTH,
     "/api/xmpp/srv": {"domain": "example.com"},
+    "/api/xmpp/check": {"domain": "example.com"},
 }
+# Fields given together or not at all (removing one alone is a 400).
+TOGETHER = {"/api/xmpp/check": {"username": "password", "password": "username"}}
+# What a request must also give for one of these fields to be valid.
+PARTNERS = {"/api/xmpp/check": {"username": "alice", "password": "Marker-Pw-77"}}
 # A valid value of each string field that is not an enumeration.
 SAMPLES = {
     "host": "example.com",
@@ -91,6 +98,7 @@ SAMPLES = {
     "recipient": "bob@example.com/phone",
     "message": "hi",
     "from": "example.net",
+    "services": ["server"],
 }
 # JSON name -> attribute of the parsed request (when they differ).
 ATTRIBUTES = {
@@ -302,6 +310,8 @@ def parsed_value(request, name):
     if not hasattr(request, attribute):
         request = request.auth
     value = getattr(request, attribute)
+    if isinstance(value, tuple):
+        return list(value)
     return round(value * 1000) if name in MILLISECONDS else value
 
 
@@ -438,7 +448,11 @@ class RequestSchemaTests(SynchronousTestCase):
             body = full_body(path, schema)
             parse(body)
             for name in schema["properties"]:
-                partial = {k: v for k, v in body.items() if k != name}
+                partner = TOGETHER.get(path, {}).get(name)
+                if partner is not None:
+                    with self.assertRaises(RequestError, msg=(path, name)):
+                        parse({k: v for k, v in body.items() if k != name})
+                partial = {k: v for k, v in body.items() if k not in (name, partner)}
                 if name in schema.get("required", []):
                     with self.assertRaises(RequestError, msg=(path, name)) as caught:
                         parse(partial)
@@ -506,14 +520,15 @@ class RequestSchemaTests(SynchronousTestCase):
                 if prop.get("type") != "string" or "enum" in prop:
                     continue
                 self.assertEqual(prop.get("minLength"), 1, (path, name))
+                base = {**MINIMAL[path], **PARTNERS.get(path, {})}
                 with self.assertRaises(RequestError):
-                    parse({**MINIMAL[path], name: ""})
+                    parse({**base, name: ""})
                 if "maxLength" in prop:
                     checked.add(name)
                     longest = "a" * prop["maxLength"]
-                    parse({**MINIMAL[path], name: longest})
+                    parse({**base, name: longest})
                     with self.assertRaises(RequestError) as caught:
-                        parse({**MINIMAL[path], name: longest + "a"})
+                        parse({**base, name: longest + "a"})
                     self.assertTrue(caught.exception.message.startswith(name))
         self.assertEqual(checked, {"username", "password", "resource", "message"})
 
@@ -561,7 +576,7 @@ class WebCase(ApiHarness, SynchronousTestCase):
 class WrongTypeTests(WebCase):
     def test_wrong_type_names_field(self):
         """Each documented field, sent with a wrong JSON type, gets a 400 naming it."""
-        wrong = {"string": 12345, "integer": "12", "boolean": "yes"}
+        wrong = {"string": 12345, "integer": "12", "boolean": "yes", "array": "client"}
         for path in PARSERS:
             schema = self.schemas.request(path)
             for name, prop in schema["properties"].items():

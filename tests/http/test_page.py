@@ -419,6 +419,10 @@ class BrowserTests(SynchronousTestCase):
                         # No "default" choice: the documented default is chosen.
                         chosen = (control["selected"] or control["options"])[0]
                         self.assertEqual(chosen, prop["default"], where)
+                elif prop["type"] == "array":
+                    # One of the choices, or the default (all of them).
+                    self.assertEqual(control["tag"], "select", where)
+                    self.assertEqual(control["options"], ["", *prop["items"]["enum"]], where)
                 elif prop["type"] == "boolean":
                     self.assertEqual(control["type"], "checkbox", where)
                     self.assertEqual("checked" in control, prop["default"], where)
@@ -474,8 +478,8 @@ class BrowserTests(SynchronousTestCase):
         self.assertEqual(self.dom.data_for, [])
 
     def test_tabs(self):
-        """The first tab is open; the URL's fragment (/#login) opens another."""
-        for fragment, name in (("", "connect"), ("#login", "login"), ("#s2s", "s2s")):
+        """The first tab (the check) is open; the URL's fragment (/#login) opens another."""
+        for fragment, name in (("", "check"), ("#login", "login"), ("#s2s", "s2s")):
             result = _browse(fragment)
             self.assertEqual(result.returncode, 0, result.stderr[-2000:])
             dom = Page(result.stdout)

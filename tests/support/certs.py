@@ -50,6 +50,7 @@ to the second, UTC), which tests pass to C{report()} as C{now}:
     other_ca         DNS:localhost, issued directly by the other root (ca-bundle.pem only)
     sha384           DNS:localhost, signed ecdsa-with-SHA384 (tls-server-end-point uses SHA-384)
     client_only      DNS:localhost, extendedKeyUsage clientAuth only (not a server certificate)
+    server_only      DNS:localhost, extendedKeyUsage serverAuth only (no outgoing SASL EXTERNAL)
     ed25519          DNS:localhost, self-signed Ed25519 (no signature hash: tls-server-end-point
                      undefined)
     required_host    DNS:required.localhost
@@ -514,6 +515,7 @@ def generate(directory: Path, now: datetime.datetime | None = None) -> CertBundl
         m.leaf("other_ca", [dns("localhost")], issuer=other_root),
         signed("sha384", [dns("localhost")], hash_algorithm=hashes.SHA384()),
         signed("client_only", [dns("localhost")], eku=(ExtendedKeyUsageOID.CLIENT_AUTH,)),
+        signed("server_only", [dns("localhost")], eku=(ExtendedKeyUsageOID.SERVER_AUTH,)),
         m.leaf(
             "ed25519", [dns("localhost")], issuer=None, key=ed25519.Ed25519PrivateKey.generate()
         ),
