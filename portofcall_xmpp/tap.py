@@ -11,7 +11,7 @@ from twisted.application import service, strports
 from twisted.python import usage
 from twisted.web.server import Site
 
-from .stream import DEFAULT_MAX_STANZA_BYTES, Limits
+from .stream import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_STANZA_BYTES, Budget, Limits
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 
@@ -91,6 +91,14 @@ class Options(usage.Options):
             "four times this (at least 16 MiB) in all.",
             _positive_int("max-stanza-bytes", 1024, 1024 * 1024 * 1024),
         ],
+        [
+            "max-buffered-bytes",
+            None,
+            DEFAULT_MAX_BUFFERED_BYTES,
+            "Server data all probes together may hold, in bytes; the probe that would "
+            "pass it fails with errorType too_large.",
+            _positive_int("max-buffered-bytes", 1024 * 1024, 1 << 40),
+        ],
     ]
 
     def postOptions(self):
@@ -135,7 +143,10 @@ def build_api(options, reactor):
         connect=connector.connect,
         clock=reactor,
         read_timeout=read_timeout,
-        limits=Limits(max_element_bytes=options["max-stanza-bytes"]),
+        limits=Limits(
+            max_stanza_bytes=options["max-stanza-bytes"],
+            budget=Budget(options["max-buffered-bytes"]),
+        ),
         to_thread=lambda f: deferToThreadPool(reactor, reactor.getThreadPool(), f),
         trust=Trust(options["ca-file"]),
         resolver=resolver,

@@ -17,8 +17,8 @@ ROSTER_ITEM = (
 def roster_stanza(n):
     items = "".join(ROSTER_ITEM.format(i, i % 7) for i in range(n))
     return (
-        "<iq type='result' id='roster1'><query xmlns='jabber:iq:roster' ver='v1'>%s</query></iq>"
-        % items
+        "<iq type='result' id='roster1'><query xmlns='jabber:iq:roster' ver='v1'>"
+        f"{items}</query></iq>"
     ).encode()
 
 
@@ -36,17 +36,18 @@ def summary(events):
     return out
 
 
-def parse(data, chunk=None, limits=None):
+def parse(data, chunk=None, limits=None, large=False):
     p = XMLStreamParser(limits)
+    p.large = large
     step = chunk or len(data)
     for i in range(0, len(data), step):
         p.feed(data[i : i + step])
     return p.events
 
 
-def parse_error(testcase, data, limits=None, chunk=None):
+def parse_error(testcase, data, limits=None, chunk=None, large=False):
     with testcase.assertRaises((ProtocolViolation, TooLarge)) as cm:
-        parse(data, chunk=chunk, limits=limits)
+        parse(data, chunk=chunk, limits=limits, large=large)
     return cm.exception
 
 
@@ -82,7 +83,7 @@ class ParserTests(SynchronousTestCase):
             p = XMLStreamParser()
             p.feed(STREAM[:i])
             p.feed(STREAM[i:])
-            self.assertEqual(summary(p.events), whole, "split at %d" % (i,))
+            self.assertEqual(summary(p.events), whole, f"split at {i}")
 
     def test_byte_by_byte(self):
         """Feeding one byte at a time yields the same events."""
@@ -114,8 +115,8 @@ class ParserTests(SynchronousTestCase):
         self.assertEqual(len(events), 2)
 
     def test_large_roster(self):
-        """A 10,000-item roster arrives whole, with every group of every item."""
-        events = parse(HEADER + roster_stanza(10000), chunk=65536)
+        """A 10,000-item roster arrives whole when a large element is awaited."""
+        events = parse(HEADER + roster_stanza(10000), chunk=65536, large=True)
         query = events[1].element.firstChildElement()
         items = [c for c in query.elements()]
         self.assertEqual(len(items), 10000)
@@ -125,9 +126,9 @@ class ParserTests(SynchronousTestCase):
         """A 50,000-item roster (over 4 MiB) passes with an 8 MiB element cap, not with 4."""
         data = HEADER + roster_stanza(50000)
         self.assertGreater(len(data), 4 * 1024 * 1024)
-        events = parse(data, 65536, Limits(max_element_bytes=8 * 1024 * 1024))
+        events = parse(data, 65536, Limits(max_stanza_bytes=8 * 1024 * 1024), large=True)
         self.assertEqual(len(events[1].element.firstChildElement().children), 50000)
-        e = parse_error(self, data, chunk=65536)
+        e = parse_error(self, data, chunk=65536, large=True)
         self.assertIsInstance(e, TooLarge)
 
     def test_mixed_content_order(self):
@@ -282,14 +283,24 @@ class LimitTests(SynchronousTestCase):
         self.assertIn("more than 10000 bytes", e.message)
 
     def test_default_limits(self):
-        """The defaults: 4 MiB elements, 64 levels, at least 16 MiB a connection."""
+        """The defaults: 4 MiB large elements, 256 KiB others, 64 levels, 16 MiB a connection."""
         limits = Limits()
         self.assertEqual(
-            (limits.max_element_bytes, limits.max_depth, limits.max_total_bytes),
-            (4 * 1024 * 1024, 64, 16 * 1024 * 1024),
+            (
+                limits.max_stanza_bytes,
+                limits.max_element_bytes,
+                limits.max_depth,
+                limits.max_total_bytes,
+            ),
+            (4 * 1024 * 1024, 256 * 1024, 64, 16 * 1024 * 1024),
         )
-        self.assertEqual(Limits(max_element_bytes=8 << 20).max_total_bytes, 32 << 20)
-        self.assertEqual((limits.max_elements, limits.max_total_elements), (262144, 524288))
+        self.assertEqual(Limits(max_stanza_bytes=8 << 20).max_total_bytes, 32 << 20)
+        self.assertEqual(
+            (limits.elements_for(limits.max_stanza_bytes), limits.max_total_elements),
+            (262144, 524288),
+        )
+        self.assertEqual(limits.elements_for(limits.max_element_bytes), 16384)
+        self.assertEqual(limits.budget.limit, 256 * 1024 * 1024)
 
 
 class PropertyTests(SynchronousTestCase):

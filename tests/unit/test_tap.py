@@ -45,6 +45,7 @@ class OptionsTests(SynchronousTestCase):
                 "read-timeout": 5000,
                 "dns-server": None,
                 "max-stanza-bytes": 4194304,
+                "max-buffered-bytes": 268435456,
             },
         )
 
@@ -54,13 +55,14 @@ class OptionsTests(SynchronousTestCase):
         options = parse(
             "--listen", "tcp:0:interface=127.0.0.1", "--allow-private", "--ca-file", ca,
             "--max-concurrent", "7", "--read-timeout", "1500", "--dns-server", "127.0.0.53:5353",
-            "--max-stanza-bytes", "8388608",
+            "--max-stanza-bytes", "8388608", "--max-buffered-bytes", "33554432",
         )  # fmt: skip
         self.assertEqual(options["allow-private"], 1)
         self.assertEqual(options["max-concurrent"], 7)
         self.assertEqual(options["read-timeout"], 1500)
         self.assertEqual(options["dns-server"], ("127.0.0.53", 5353))
         self.assertEqual(options["max-stanza-bytes"], 8388608)
+        self.assertEqual(options["max-buffered-bytes"], 33554432)
         self.assertEqual(options["ca-file"], ca)
 
     def test_bad_values(self):
@@ -70,6 +72,7 @@ class OptionsTests(SynchronousTestCase):
             (["--max-concurrent", "lots"], "max-concurrent"),
             (["--read-timeout", "-1"], "read-timeout"),
             (["--max-stanza-bytes", "10"], "max-stanza-bytes"),
+            (["--max-buffered-bytes", "10"], "max-buffered-bytes"),
             (["--dns-server", "nohost"], "dns-server"),
             (["--dns-server", "1.2.3.4:99999"], "dns-server"),
             (["--ca-file", "/nonexistent/ca.pem"], "ca-file"),
@@ -109,6 +112,19 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(len(reactor.tcpServers), 1)
 
 
+    def test_limits(self):
+        """--max-stanza-bytes and --max-buffered-bytes reach every probe's limits."""
+        api = tap.build_api(
+            parse("--max-stanza-bytes", "8388608", "--max-buffered-bytes", "33554432"),
+            MemoryReactorClock(),
+        )
+        limits = api._env.limits
+        self.assertEqual(
+            (limits.max_stanza_bytes, limits.max_element_bytes, limits.budget.limit),
+            (8388608, 262144, 33554432),
+        )
+
+
 class PluginTests(SynchronousTestCase):
     def test_help(self):
         """twistd lists the plugin and its --help shows every SPEC §1 option."""
@@ -130,5 +146,6 @@ class PluginTests(SynchronousTestCase):
             "--read-timeout",
             "--dns-server",
             "--max-stanza-bytes",
+            "--max-buffered-bytes",
         ):
             self.assertIn(option, out.stdout)
