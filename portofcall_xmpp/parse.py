@@ -82,7 +82,8 @@ def text_of(element: domish.Element | None) -> str:
     """The concatenated direct text content of C{element} ("" for None)."""
     if element is None:
         return ""
-    return "".join(c for c in element.children if isinstance(c, str))
+    texts = [c for c in element.children if isinstance(c, str)]
+    return texts[0] if len(texts) == 1 else "".join(texts)
 
 
 def is_features(element: domish.Element) -> bool:

@@ -217,6 +217,8 @@ class XMLStreamParser:
     @ivar large: whether the element being read may be as large as
         C{max_stanza_bytes} (a roster reply) rather than C{max_element_bytes}.
     @ivar total_elements: elements parsed on this connection.
+    @ivar scanned: bytes expat was given to scan, counting each rescan of an
+        unfinished token again (a work counter: linear in the input).
     """
 
     def __init__(self, limits: Limits | None = None):
@@ -225,6 +227,7 @@ class XMLStreamParser:
         self.total_bytes = 0
         self.total_elements = 0
         self.large = False
+        self.scanned = 0
         self._error = None
         self._new_parser()
 
@@ -302,6 +305,7 @@ class XMLStreamParser:
         data = bytes(self._pending)
         self._pending.clear()
         self._parsed += len(data)
+        self.scanned += self._held + len(data)
         # Building a large tree allocates many container objects; with the
         # cyclic collector running, each full collection walks the whole tree
         # built so far, and the cost of a large roster grows faster than its
