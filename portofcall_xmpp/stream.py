@@ -328,7 +328,11 @@ class XMLStreamParser:
                 gc.enable()
         # After Parse returns, CurrentByteIndex is where expat stopped: the
         # first byte of the token it could not finish, which it rescans next.
-        self._held = self._parsed - self._parser.CurrentByteIndex
+        # Outside any element, everything before it is done with.
+        stopped = self._parser.CurrentByteIndex
+        self._held = self._parsed - stopped
+        if not self._stack:
+            self._boundary = stopped
 
     def _check_pending(self):
         pending = self._fed - self._boundary
