@@ -297,10 +297,12 @@ class XMPPClientProtocol(Protocol):
             self._stop_work()
             self.transport.abortConnection()
         self._deliver()
-        if self._failure is not None or self._closing:
-            return
-        if self._lost and not self._inbox:
+        if self._lost and (not self._inbox or self._failure is not None or self._closing):
             self._end_of_input()
+            return
+        if self._failure is not None or self._closing:
+            # The stream is over: nothing more is parsed, nothing is held.
+            self._stop_work()
             return
         if self._inbox:
             self._pause(True)
@@ -394,6 +396,15 @@ class XMPPClientProtocol(Protocol):
             self._fail(Closed("Server closed the XMPP stream"), contextual=True)
 
     def _deliver(self) -> None:
+        try:
+            self._deliver_queued()
+        finally:
+            # Elements taken are the flow's now: no longer charged here.
+            held = len(self._inbox) + self._parser.weight + self._queued
+            if held < self._charge.held:
+                self._charge.set(held)
+
+    def _deliver_queued(self) -> None:
         while self._waiter is not None and self._queue:
             matcher, d, what = self._waiter
             event = self._queue[0]
