@@ -47,11 +47,12 @@ from .parse import (
 from .stream import NS_STREAMS, Limits, Stanza, StreamEnd, StreamHeader, XMLStreamParser
 
 # Bytes handed to the parser at once, and the most bytes and elements parsed
-# in one reactor turn (an empty element costs a few microseconds, so a turn
-# stays well under 20 ms).
-SLICE_BYTES = 8192
+# in one reactor turn: a turn stops after the slice that passes either, so it
+# parses at most TURN_ELEMENTS + SLICE_BYTES // 4 elements (an empty element
+# with its transcript entry costs about 10 microseconds: about 10 ms a turn).
+SLICE_BYTES = 2048
 TURN_BYTES = 65536
-TURN_ELEMENTS = 1000
+TURN_ELEMENTS = 500
 # Bytes the parser held back (see XMLStreamParser.flush) are parsed after
 # their unfinished token's size divided by this rate (seconds), at least
 # FLUSH_DELAY_MIN: rescanning a long token then costs at most this many

@@ -566,11 +566,13 @@ class BudgetTests(SynchronousTestCase):
         """The probe that would pass the budget fails too_large, saying it is service-wide."""
         first, _ = self.connect()
         first.dataReceived(HEADER + b"<stream:features>" + b"<x/>" * 1500)
+        drain(self.clock)
         held = self.budget.used
         self.assertGreater(held, 512 * 1024)
         second, transport = self.connect()
         d = second.read_element(is_features, "stream features", 5)
         second.dataReceived(HEADER + b"<stream:features>" + b"<x/>" * 1500)
+        drain(self.clock)
         f = self.failureResultOf(d, TooLarge)
         self.assertIn("service-wide budget of 1048576 bytes", f.value.message)
         self.assertIn("--max-buffered-bytes", f.value.message)
