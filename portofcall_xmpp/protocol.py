@@ -219,8 +219,12 @@ class XMPPClientProtocol(Protocol):
         self._inbox += data
         if self._turn_call is None:
             self._turn()
-        else:
+            return
+        try:
             self._recharge()
+        except ProbeError as e:
+            self._stop(e)
+            self._deliver()
 
     def handshakeCompleted(self) -> None:
         self.tls_established = True
@@ -293,10 +297,7 @@ class XMPPClientProtocol(Protocol):
                 self._take_events()
             self._recharge()
         except ProbeError as e:
-            self._take_events()
-            self._fail(e, contextual=False)
-            self._stop_work()
-            self.transport.abortConnection()
+            self._stop(e)
         self._deliver()
         if self._lost and (not self._inbox or self._failure is not None or self._closing):
             self._end_of_input()
@@ -324,11 +325,18 @@ class XMPPClientProtocol(Protocol):
             self._take_events()
             self._recharge()
         except ProbeError as e:
-            self._take_events()
-            self._fail(e, contextual=False)
-            self._stop_work()
-            self.transport.abortConnection()
+            self._stop(e)
         self._deliver()
+
+    def _stop(self, error: ProbeError) -> None:
+        """
+        End the stream on a parse error or a limit: what was parsed before
+        it is still delivered, then C{error}; the connection is aborted.
+        """
+        self._take_events()
+        self._fail(error, contextual=False)
+        self._stop_work()
+        self.transport.abortConnection()
 
     def _take_events(self) -> None:
         events, self._parser.events = self._parser.events, []

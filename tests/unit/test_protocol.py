@@ -674,3 +674,21 @@ class TranscriptTests(SynchronousTestCase):
         entries = transcript.entries
         self.assertLessEqual(sum(len(x) for _, _, x in entries[:-1]), TRANSCRIPT_CHARS)
         self.assertIn("later entries dropped", entries[-1][2])
+
+
+class BudgetWhileWaitingTests(SynchronousTestCase):
+    def test_budget_passed_by_bytes_waiting_for_a_turn(self):
+        """Bytes that arrive while a turn is pending are charged too, and can fail the probe."""
+        clock = Clock()
+        budget = Budget(600 * 1024)
+        proto = XMPPClientProtocol(clock, Limits(budget=budget))
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        d = proto.read_element(is_features, "stream features", 5)
+        proto.dataReceived(HEADER + flood_features(3000))
+        self.assertEqual(transport.producerState, "paused")
+        proto.dataReceived(b"<x/>" * 100000)
+        self.failureResultOf(d, TooLarge)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(budget.used, 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
