@@ -10,7 +10,12 @@ in 64 KiB chunks as a server would send them, it times:
  - the baseline: bare expat over the same bytes with no handlers at all;
 
 and prints microseconds per item for each, so linear growth shows as a
-flat column, with the ratio to the baseline.
+flat column, with the ratio to the baseline.  Then the same for what a
+hostile server controls: a features block with n children each in its own
+namespace, n SASL mechanisms, and a disco#info reply with n features
+(stream layer plus parse_features / parse_disco_info, with the element caps
+raised so the parse itself is measured; at the default caps each of these
+fails too_large after 256 KiB).
 
     python bench/parse.py
 """
@@ -24,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from portofcall_xmpp.parse import parse_roster  # noqa: E402
+from portofcall_xmpp.parse import parse_disco_info, parse_features, parse_roster  # noqa: E402
 from portofcall_xmpp.stream import Limits, XMLStreamParser  # noqa: E402
 
 HEADER = (
@@ -40,20 +45,49 @@ CHUNK = 65536
 
 def roster(n: int) -> bytes:
     items = "".join(ITEM.format(i, i % 50) for i in range(n))
-    return (
-        HEADER
-        + (
-            "<iq type='result' id='roster1'><query xmlns='jabber:iq:roster' ver='1'>%s</query></iq>"
-            % items
-        ).encode()
-    )
+    return HEADER + (
+        "<iq type='result' id='roster1'><query xmlns='jabber:iq:roster' ver='1'>"
+        f"{items}</query></iq>"
+    ).encode()
+
+
+HOSTILE = {
+    "namespaced features": (
+        lambda n: HEADER
+        + b"<stream:features>"
+        + b"".join(b"<f%d xmlns='urn:x:%d'/>" % (i, i) for i in range(n))
+        + b"</stream:features>",
+        parse_features,
+    ),
+    "mechanisms": (
+        lambda n: HEADER
+        + b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+        + b"".join(b"<mechanism>M%d</mechanism>" % i for i in range(n))
+        + b"</mechanisms></stream:features>",
+        parse_features,
+    ),
+    "disco features": (
+        lambda n: HEADER
+        + b"<iq type='result' id='d'><query xmlns='http://jabber.org/protocol/disco#info'>"
+        + b"".join(b"<feature var='urn:f:%d'/>" % i for i in range(n))
+        + b"</query></iq>",
+        parse_disco_info,
+    ),
+}
+BIG = 16 * 1024 * 1024
+
+
+def stream(data: bytes):
+    parser = XMLStreamParser(Limits(max_stanza_bytes=BIG, max_total_elements=10**7))
+    parser.large = True
+    for i in range(0, len(data), CHUNK):
+        parser.feed(data[i : i + CHUNK])
+    parser.flush()
+    return parser.events[1].element
 
 
 def service(data: bytes) -> int:
-    parser = XMLStreamParser(Limits(max_element_bytes=16 * 1024 * 1024))
-    for i in range(0, len(data), CHUNK):
-        parser.feed(data[i : i + CHUNK])
-    return len(parse_roster(parser.events[1].element).contacts)
+    return len(parse_roster(stream(data)).contacts)
 
 
 def baseline(data: bytes) -> int:
@@ -73,13 +107,20 @@ def best_of(f, data, repeat=5) -> float:
 
 
 def main() -> int:
-    print("%8s %10s | %12s %12s | %8s" % ("items", "bytes", "service us/i", "expat us/i", "ratio"))
+    print(f"{'items':>8} {'bytes':>10} | {'service us/i':>12} {'expat us/i':>12} | {'ratio':>8}")
     for n in (1000, 5000, 10000, 25000, 50000):
         data = roster(n)
         assert service(data) == n
         s = best_of(service, data)
         b = best_of(baseline, data)
-        print("%8d %10d | %12.2f %12.2f | %8.1f" % (n, len(data), s / n * 1e6, b / n * 1e6, s / b))
+        print(f"{n:8d} {len(data):10d} | {s / n * 1e6:12.2f} {b / n * 1e6:12.2f} | {s / b:8.1f}")
+    print()
+    print(f"{'construct':>20} {'n':>8} {'bytes':>10} | {'CPU s':>8} {'us/each':>8}")
+    for name, (build, interpret) in HOSTILE.items():
+        for n in (12500, 50000):
+            data = build(n)
+            t = best_of(lambda d, interpret=interpret: interpret(stream(d)), data, repeat=3)
+            print(f"{name:>20} {n:8d} {len(data):10d} | {t:8.3f} {t / n * 1e6:8.2f}")
     return 0
 
 

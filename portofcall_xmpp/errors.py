@@ -86,7 +86,7 @@ class ProtocolViolation(ProbeError):
 
 
 class TooLarge(ProbeError):
-    """An element, its depth, or the bytes read exceeded a limit."""
+    """An element, its depth, the bytes read, or the service-wide budget exceeded a limit."""
 
     error_type = "too_large"
 

@@ -424,9 +424,19 @@ class _Session:
         return features
 
     async def iq(
-        self, kind: str, id_: str, payload: domish.Element, what: str, to: str | None = None
+        self,
+        kind: str,
+        id_: str,
+        payload: domish.Element,
+        what: str,
+        to: str | None = None,
+        *,
+        large: bool = False,
     ):
-        """Send an iq and wait for its result or error (RFC 6120 §8.2.3)."""
+        """
+        Send an iq and wait for its result or error (RFC 6120 §8.2.3); with
+        C{large}, the reply may be as large as C{--max-stanza-bytes}.
+        """
         iq = domish.Element((None, "iq"))
         iq["type"] = kind
         iq["id"] = id_
@@ -442,7 +452,7 @@ class _Session:
                 and element.getAttribute("type") in ("result", "error")
             )
 
-        return await self.proto.read_element(reply, what, self.env.read_timeout)
+        return await self.proto.read_element(reply, what, self.env.read_timeout, large=large)
 
     async def bind(self, features: Features, resource: str) -> str:
         if not features.bind:
@@ -643,7 +653,7 @@ def roster(env: Environment, req, started: float | None = None) -> Deferred:
 
     async def body(session):
         query = domish.Element((NS_ROSTER, "query"))
-        reply = await session.iq("get", "roster1", query, "roster")
+        reply = await session.iq("get", "roster1", query, "roster", large=True)
         if reply["type"] == "error":
             raise _iq_failure(ProtocolViolation, "Roster request failed", reply)
         got = parse_roster(reply)

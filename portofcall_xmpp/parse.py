@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from collections import Counter
 
 import attrs
 from twisted.words.xish import domish
@@ -81,7 +82,8 @@ def text_of(element: domish.Element | None) -> str:
     """The concatenated direct text content of C{element} ("" for None)."""
     if element is None:
         return ""
-    return "".join(c for c in element.children if isinstance(c, str))
+    texts = [c for c in element.children if isinstance(c, str)]
+    return texts[0] if len(texts) == 1 else "".join(texts)
 
 
 def is_features(element: domish.Element) -> bool:
@@ -113,64 +115,67 @@ class Features:
     starttls_required: bool = False
     bind: bool = False
     session: bool = False
-    session_optional: bool = False
     channel_bindings: tuple[str, ...] = ()
     dialback: bool = False
 
 
+class _Unique:
+    """
+    Values in first-seen order without duplicates, each added in constant
+    time (a dict, not a list membership test, which made a block of n
+    distinct values cost n² comparisons).
+    """
+
+    def __init__(self):
+        self._seen: dict = {}
+
+    def add(self, value) -> None:
+        if value:
+            self._seen.setdefault(value, None)
+
+    def values(self) -> tuple:
+        return tuple(self._seen)
+
+
 def parse_features(element: domish.Element) -> Features:
-    """Interpret a C{<stream:features>} element."""
-    features: list[str] = []
-    namespaces: list[str] = []
-    mechanisms: list[str] = []
-    compression: list[str] = []
-    bindings: list[str] = []
-    starttls = starttls_required = bind = session = session_optional = dialback = False
+    """Interpret a C{<stream:features>} element, in time linear in its size."""
+    features, namespaces, mechanisms = _Unique(), {}, _Unique()
+    compression, bindings = _Unique(), _Unique()
+    starttls = starttls_required = bind = session = dialback = False
     for c in children(element):
-        ns = c.uri or ""
-        if ns not in namespaces:
-            namespaces.append(ns)
-        name = feature_name(c.uri)
-        if name is not None and name not in features:
-            features.append(name)
+        namespaces.setdefault(c.uri or "", None)
+        features.add(feature_name(c.uri))
         if c.uri == NS_TLS and c.name == "starttls":
             starttls = True
             starttls_required = starttls_required or child(c, NS_TLS, "required") is not None
         elif c.uri == NS_SASL and c.name == "mechanisms":
             for m in children(c):
                 if m.uri == NS_SASL and m.name == "mechanism":
-                    value = text_of(m).strip()
-                    if value and value not in mechanisms:
-                        mechanisms.append(value)
+                    mechanisms.add(text_of(m).strip())
         elif c.uri == NS_COMPRESS_FEATURE and c.name == "compression":
             for m in children(c):
                 if m.name == "method":
-                    value = text_of(m).strip()
-                    if value and value not in compression:
-                        compression.append(value)
+                    compression.add(text_of(m).strip())
         elif c.uri == NS_BIND and c.name == "bind":
             bind = True
         elif c.uri == NS_SESSION and c.name == "session":
             session = True
-            session_optional = child(c, NS_SESSION, "optional") is not None
         elif c.uri == NS_DIALBACK_FEATURE:
             dialback = True
         elif c.uri == NS_SASL_CB and c.name == "sasl-channel-binding":
             for b in children(c):
-                kind = b.getAttribute("type")
-                if b.name == "channel-binding" and kind and kind not in bindings:
-                    bindings.append(kind)
+                if b.name == "channel-binding":
+                    bindings.add(b.getAttribute("type"))
     return Features(
-        features=tuple(features),
+        features=features.values(),
         namespaces=tuple(namespaces),
-        mechanisms=tuple(mechanisms),
-        compression=tuple(compression),
+        mechanisms=mechanisms.values(),
+        compression=compression.values(),
         starttls=starttls,
         starttls_required=starttls_required,
         bind=bind,
         session=session,
-        session_optional=session_optional,
-        channel_bindings=tuple(bindings),
+        channel_bindings=bindings.values(),
         dialback=dialback,
     )
 
@@ -328,9 +333,9 @@ class DiscoInfo:
 
 
 def parse_disco_info(iq: domish.Element) -> DiscoInfo:
-    """Interpret a disco#info result."""
+    """Interpret a disco#info result, in time linear in its size."""
     query = child(iq, NS_DISCO_INFO, "query")
-    identities, features, forms = [], [], {}
+    identities, features, forms = [], _Unique(), {}
     for c in children(query) if query is not None else ():
         if c.uri == NS_DISCO_INFO and c.name == "identity":
             identities.append(
@@ -338,9 +343,7 @@ def parse_disco_info(iq: domish.Element) -> DiscoInfo:
                          c.getAttribute("name"))
             )  # fmt: skip
         elif c.uri == NS_DISCO_INFO and c.name == "feature":
-            var = c.getAttribute("var")
-            if var and var not in features:
-                features.append(var)
+            features.add(c.getAttribute("var"))
         elif c.uri == NS_DATA and c.name == "x":
             fields = {}
             form_type = None
@@ -354,7 +357,7 @@ def parse_disco_info(iq: domish.Element) -> DiscoInfo:
                     fields[field.getAttribute("var")] = values
             if form_type:
                 forms[form_type] = fields
-    return DiscoInfo(tuple(identities), tuple(features), forms)
+    return DiscoInfo(tuple(identities), features.values(), forms)
 
 
 @attrs.frozen
@@ -387,10 +390,62 @@ def carries_secret(element: domish.Element) -> bool:
     return element.uri == NS_SASL and element.name in _SASL_PAYLOAD
 
 
+class _Scope(list):
+    """The prefixes one element brings into scope, counted in L{_ScopeStack}."""
+
+    def __init__(self, counts: Counter, prefixes):
+        super().__init__(prefixes)
+        self._counts = counts
+        counts.update(self)
+
+    def append(self, prefix) -> None:
+        super().append(prefix)
+        self._counts[prefix] += 1
+
+
+class _ScopeStack(list):
+    """
+    domish's stack of prefixes in scope, with a count of each prefix, so
+    that "is this prefix in scope" costs constant time instead of a scan of
+    every prefix declared by every open element.
+    """
+
+    def __init__(self, scopes):
+        super().__init__()
+        self.counts: Counter = Counter()
+        for scope in scopes:
+            self.append(scope)
+
+    def append(self, prefixes) -> None:
+        super().append(_Scope(self.counts, prefixes))
+
+    def pop(self):
+        scope = super().pop()
+        self.counts.subtract(scope)
+        return scope
+
+
+class _Serializer(domish.SerializerClass):
+    """
+    domish's serializer, whose prefix-scope check scanned a list per element
+    and per namespaced attribute (n² for n namespaced attributes or n
+    children of an element that declares n prefixes); here it is a lookup.
+    """
+
+    def __init__(self, prefixes=None, prefixesInScope=None):
+        super().__init__(prefixes, None)
+        self.prefixStack = _ScopeStack(
+            [domish.G_PREFIXES.values(), *([p] for p in prefixesInScope or ())]
+        )
+
+    def prefixInScope(self, prefix) -> bool:
+        return self.prefixStack.counts[prefix] > 0
+
+
 def _serialise(element: domish.Element, default_ns: str | None) -> str:
-    return element.toXml(
-        prefixes={NS_STREAMS: "stream"}, defaultUri=default_ns or "", prefixesInScope=["stream"]
-    )
+    s = _Serializer({NS_STREAMS: "stream"}, ["stream"])
+    s.serialize(element, 1, default_ns or "")
+    return s.getValue()
 
 
 def to_xml(element: domish.Element, default_ns: str | None = NS_CLIENT) -> str:

@@ -8,14 +8,20 @@ boundaries:
  - L{Stanza} for each complete top-level element (a C{domish.Element}),
  - L{StreamEnd} for C{</stream:stream>}.
 
-The parser is expat (C{pyexpat}), fed incrementally, so the cost of a large
-element grows linearly with its size.  What RFC 6120 §11.1 forbids is refused
-with L{ProtocolViolation}: a document type declaration (and with it every
-entity declaration, the root of entity-expansion bombs), processing
-instructions and comments.  Undeclared entity references are a well-formedness
-error in expat already.  L{Limits} caps the size, element count and depth of
-each top-level element and the bytes of a whole connection; exceeding one
-raises L{TooLarge}.
+The parser is expat (C{pyexpat}), fed incrementally.  Its cost grows
+linearly with what the server sends, for every construct: each handler does
+constant work per element, attribute, namespace declaration and run of text,
+and input that would make expat rescan a long unfinished token (expat 2.5
+rescans a partial token from its start on every call) is held back until it
+has doubled, or until L{XMLStreamParser.flush} (see L{DEFER_MIN}).
+
+What RFC 6120 §11.1 forbids is refused with L{ProtocolViolation}: a document
+type declaration (and with it every entity declaration, the root of
+entity-expansion bombs), processing instructions and comments.  Undeclared
+entity references are a well-formedness error in expat already.  L{Limits}
+caps the size, element count and depth of each top-level element and the
+bytes of a whole connection; exceeding one raises L{TooLarge}.  L{Budget}
+counts the server data all parsers of the service hold.
 
 This module is pure: no transport, no clock.
 """
@@ -33,44 +39,120 @@ from .errors import ProtocolViolation, TooLarge
 NS_STREAMS = "http://etherx.jabber.org/streams"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
 
+# SPEC §1 --max-stanza-bytes: the largest element when a large one is awaited.
 DEFAULT_MAX_STANZA_BYTES = 4 * 1024 * 1024
+# SPEC §2: every element but a roster reply.
+DEFAULT_MAX_ELEMENT_BYTES = 256 * 1024
+# SPEC §1 --max-buffered-bytes: server data all probes together may hold.
+DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
+# The element count cap of a top-level element: one element per this many
+# bytes of its byte cap (a roster item or group is never smaller).
+BYTES_PER_ELEMENT = 16
+# What one parsed element costs in memory beyond its bytes (measured: about
+# 400 bytes for an empty element as a domish.Element), for L{Budget}.
+ELEMENT_OVERHEAD = 400
+# An unfinished token longer than this is not handed to expat again until the
+# bytes held back are at least as many as the token (so rescans cost at most
+# twice the input), or until L{XMLStreamParser.flush}.
+DEFER_MIN = 8192
+
+
+class Budget:
+    """
+    The server data all probes of the service together may hold
+    (C{--max-buffered-bytes}): bytes received and not yet parsed, elements
+    being built and parsed elements not yet taken, each element weighing its
+    bytes plus L{ELEMENT_OVERHEAD}.  Each connection keeps one L{Charge}.
+
+    @ivar used: bytes charged now.
+    """
+
+    def __init__(self, limit: int = DEFAULT_MAX_BUFFERED_BYTES):
+        self.limit = limit
+        self.used = 0
+
+    def charge(self) -> Charge:
+        """A new, empty charge on this budget."""
+        return Charge(self)
+
+
+class Charge:
+    """One connection's share of a L{Budget}."""
+
+    def __init__(self, budget: Budget):
+        self._budget = budget
+        self.held = 0
+
+    def set(self, held: int) -> None:
+        """
+        Hold C{held} bytes from now on (more or fewer than before).
+
+        @raise TooLarge: holding them would pass the budget; nothing more is
+            charged then.
+        """
+        budget = self._budget
+        grow = held - self.held
+        if grow > 0 and budget.used + grow > budget.limit:
+            raise TooLarge(
+                f"The service holds too much server data: this probe's {held} bytes would "
+                f"pass the service-wide budget of {budget.limit} bytes for all probes "
+                "(--max-buffered-bytes)"
+            )
+        budget.used += grow
+        self.held = held
+
+    def release(self) -> None:
+        """Hold nothing more."""
+        self._budget.used -= self.held
+        self.held = 0
 
 
 @attrs.frozen
 class Limits:
     """
-    What one server may send on one probe.
+    What one server may send on one probe, and what all may hold together.
 
-    @ivar max_element_bytes: the largest top-level element (stanza, features
-        block), counted from its first byte to its last.
+    @ivar max_stanza_bytes: the largest top-level element when a large one is
+        awaited (a roster reply), counted from its first byte to its last.
+    @ivar max_element_bytes: the largest of every other top-level element
+        (features, SASL, bind, disco, version, errors, messages).
     @ivar max_depth: the deepest nesting inside a top-level element.
-    @ivar max_elements: the most elements inside one top-level element
-        (default: one per 16 bytes of C{max_element_bytes}: a roster item or
-        group is never smaller, so this never stops a roster that fits the
-        byte cap, and it bounds the CPU a stream of tiny elements can cost).
+    @ivar max_elements: the most elements inside one top-level element;
+        C{None}: one per L{BYTES_PER_ELEMENT} bytes of the byte cap in force
+        (at least 1000), which never stops a roster that fits the byte cap and
+        bounds the CPU a stream of tiny elements can cost.
     @ivar max_total_elements: the most elements on one connection (default:
-        twice C{max_elements}).
+        twice the element count cap of C{max_stanza_bytes}).
     @ivar max_total_bytes: the most bytes read from one connection (default:
-        four times C{max_element_bytes}, at least 16 MiB).
+        four times C{max_stanza_bytes}, at least 16 MiB).
+    @ivar budget: the service-wide L{Budget} (C{--max-buffered-bytes}).
     """
 
-    max_element_bytes: int = DEFAULT_MAX_STANZA_BYTES
+    max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES
+    max_element_bytes: int = attrs.field()
     max_depth: int = 64
-    max_elements: int = attrs.field()
+    max_elements: int | None = None
     max_total_elements: int = attrs.field()
     max_total_bytes: int = attrs.field()
+    budget: Budget = attrs.field(factory=Budget, eq=False)
 
-    @max_elements.default
-    def _default_elements(self):
-        return max(self.max_element_bytes // 16, 1000)
+    @max_element_bytes.default
+    def _default_element(self):
+        return min(DEFAULT_MAX_ELEMENT_BYTES, self.max_stanza_bytes)
 
     @max_total_elements.default
     def _default_total_elements(self):
-        return 2 * self.max_elements
+        return 2 * self.elements_for(self.max_stanza_bytes)
 
     @max_total_bytes.default
     def _default_total(self):
-        return max(4 * self.max_element_bytes, 16 * 1024 * 1024)
+        return max(4 * self.max_stanza_bytes, 16 * 1024 * 1024)
+
+    def elements_for(self, cap: int) -> int:
+        """The element count cap of a top-level element whose byte cap is C{cap}."""
+        if self.max_elements is not None:
+            return self.max_elements
+        return max(cap // BYTES_PER_ELEMENT, 1000)
 
 
 @attrs.frozen
@@ -98,10 +180,12 @@ class Stanza:
     @ivar end_offset: the offset, in bytes since this stream (re)started, of
         the first byte of the element's end tag (or of the whole tag, for an
         empty-element tag).  Used to cut C{raw} at the end of an element.
+    @ivar weight: what holding the element costs a L{Budget}.
     """
 
     element: domish.Element
     end_offset: int
+    weight: int = 0
 
 
 @attrs.frozen
@@ -123,8 +207,18 @@ class XMLStreamParser:
     bytes and then take the events from L{events}; call L{restart} when the
     stream restarts (after STARTTLS or SASL success, RFC 6120 §4.3.3).
 
+    L{feed} may hold bytes back (L{deferred}) rather than make expat rescan a
+    long unfinished token; L{flush} parses them whatever their size.  A caller
+    that stops feeding while L{deferred} is not zero must call L{flush} later.
+
     After L{feed} raises, the parser is dead: every later call raises the
     same error.  Events parsed before the error are still in L{events}.
+
+    @ivar large: whether the element being read may be as large as
+        C{max_stanza_bytes} (a roster reply) rather than C{max_element_bytes}.
+    @ivar total_elements: elements parsed on this connection.
+    @ivar scanned: bytes expat was given to scan, counting each rescan of an
+        unfinished token again (a work counter: linear in the input).
     """
 
     def __init__(self, limits: Limits | None = None):
@@ -132,10 +226,37 @@ class XMLStreamParser:
         self.events: list = []
         self.total_bytes = 0
         self.total_elements = 0
+        self.large = False
+        self.scanned = 0
         self._error = None
         self._new_parser()
 
     # -- public
+
+    @property
+    def cap(self) -> int:
+        """The byte cap of the top-level element being read."""
+        limits = self._limits
+        return limits.max_stanza_bytes if self.large else limits.max_element_bytes
+
+    @property
+    def deferred(self) -> int:
+        """Bytes received and held back from expat (see L{flush})."""
+        return len(self._pending)
+
+    @property
+    def unfinished(self) -> int:
+        """The bytes of the unfinished token expat holds, as of the last parse."""
+        return self._held
+
+    @property
+    def weight(self) -> int:
+        """
+        What this parser holds, for a L{Budget}: the bytes since the last
+        complete top-level element (the one being built, and bytes held back)
+        and the element nodes built so far.
+        """
+        return self._fed - self._boundary + self._count * ELEMENT_OVERHEAD
 
     def feed(self, data: bytes) -> None:
         """
@@ -151,11 +272,40 @@ class XMLStreamParser:
         if self.total_bytes > self._limits.max_total_bytes:
             self._die(
                 TooLarge(
-                    "Server sent more than %d bytes on one connection"
-                    % (self._limits.max_total_bytes,)
+                    f"Server sent more than {self._limits.max_total_bytes} bytes "
+                    "on one connection"
                 )
             )
         self._fed += len(data)
+        self._pending += data
+        if self._held <= DEFER_MIN or len(self._pending) >= self._held:
+            self._parse()
+        self._check_pending()
+
+    def flush(self) -> None:
+        """Parse the bytes L{feed} held back, if any."""
+        if self._error is not None:
+            raise self._error
+        if self._pending:
+            self._parse()
+            self._check_pending()
+
+    def restart(self) -> None:
+        """
+        Begin a new stream: the next bytes must start with a new
+        C{<stream:stream>} header.  Events not yet taken are kept.
+        """
+        if self._error is not None:
+            raise self._error
+        self._new_parser()
+
+    # -- internals
+
+    def _parse(self):
+        data = bytes(self._pending)
+        self._pending.clear()
+        self._parsed += len(data)
+        self.scanned += self._held + len(data)
         # Building a large tree allocates many container objects; with the
         # cyclic collector running, each full collection walks the whole tree
         # built so far, and the cost of a large roster grows faster than its
@@ -169,36 +319,40 @@ class XMLStreamParser:
         except pyexpat.ExpatError as e:
             self._die(
                 ProtocolViolation(
-                    "Malformed XML from server: %s" % (pyexpat.ErrorString(e.code),),
+                    f"Malformed XML from server: {pyexpat.ErrorString(e.code)}",
                     extra={"xmlError": {"line": e.lineno, "column": e.offset}},
                 )
             )
         finally:
             if collecting:
                 gc.enable()
+        # After Parse returns, CurrentByteIndex is where expat stopped: the
+        # first byte of the token it could not finish, which it rescans next.
+        # Outside any element, everything before it is done with.
+        stopped = self._parser.CurrentByteIndex
+        self._held = self._parsed - stopped
+        if not self._stack:
+            self._boundary = stopped
+
+    def _check_pending(self):
         pending = self._fed - self._boundary
-        if pending > self._limits.max_element_bytes:
+        if pending > self.cap:
             self._die(self._element_too_large(pending))
-
-    def restart(self) -> None:
-        """
-        Begin a new stream: the next bytes must start with a new
-        C{<stream:stream>} header.  Events not yet taken are kept.
-        """
-        if self._error is not None:
-            raise self._error
-        self._new_parser()
-
-    # -- internals
 
     def _die(self, error):
         self._error = error
+        # Nothing of the broken element is kept (nor charged to a budget).
+        self._stack = []
+        self._texts = []
+        self._pending = bytearray()
+        self._count = 0
+        self._fed = self._boundary
         raise error
 
     def _element_too_large(self, size):
         return TooLarge(
-            "Server sent an element larger than the limit of %d bytes (at least %d bytes)"
-            % (self._limits.max_element_bytes, size)
+            f"Server sent an element larger than the limit of {self.cap} bytes "
+            f"(at least {size} bytes)"
         )
 
     def _new_parser(self):
@@ -218,11 +372,15 @@ class XMLStreamParser:
         p.ExternalEntityRefHandler = self._forbid_external
         self._parser = p
         self._fed = 0
+        self._parsed = 0
+        self._held = 0
+        self._pending = bytearray()
         self._boundary = 0
         self._in_stream = False
         self._stack: list[domish.Element] = []
         self._texts: list[list[str]] = []
         self._count = 0
+        self._max_count = 0
         self._start_offset = 0
         self._default_ns = [None]
         self._prefixes: dict = {}
@@ -252,8 +410,8 @@ class XMLStreamParser:
     def _forbid_pi(self, target, data):
         raise _Halt(
             ProtocolViolation(
-                "Server sent an XML processing instruction <?%s?>, which XMPP forbids "
-                "(RFC 6120 §11.1)" % (target[:40],)
+                f"Server sent an XML processing instruction <?{target[:40]}?>, which XMPP "
+                "forbids (RFC 6120 §11.1)"
             )
         )
 
@@ -261,6 +419,11 @@ class XMLStreamParser:
         raise _Halt(
             ProtocolViolation("Server sent an XML comment, which XMPP forbids (RFC 6120 §11.1)")
         )
+
+    # Namespace declarations cost constant time each: the default namespace
+    # is a stack pushed and popped by expat's own pairing of start and end
+    # declarations, and prefixes declared on an element go to that element
+    # alone (as domish's localPrefixes); nothing is copied per element.
 
     def _start_ns(self, prefix, uri):
         if prefix is None:
@@ -272,27 +435,20 @@ class XMLStreamParser:
         if prefix is None:
             self._default_ns.pop()
 
-    @staticmethod
-    def _qname(name):
-        uri, sep, local = name.rpartition(" ")
-        return (uri if sep else None), local
-
     def _start(self, name, attrs_):
-        uri, local = self._qname(name)
+        uri, sep, local = name.rpartition(" ")
+        uri = uri if sep else None
         attributes = {}
         for key, value in attrs_.items():
-            if " " in key:
-                auri, alocal = key.rsplit(" ", 1)
-                attributes[(auri, alocal)] = value
-            else:
-                attributes[key] = value
+            auri, sep, alocal = key.rpartition(" ")
+            attributes[(auri, alocal) if sep else key] = value
         prefixes, self._prefixes = self._prefixes, {}
         if not self._in_stream:
             if (uri, local) != (NS_STREAMS, "stream"):
                 raise _Halt(
                     ProtocolViolation(
-                        "Server did not open an XMPP stream: expected <stream:stream>, got <%s>"
-                        % (local[:64],)
+                        "Server did not open an XMPP stream: expected <stream:stream>, "
+                        f"got <{local[:64]}>"
                     )
                 )
             self._in_stream = True
@@ -308,39 +464,36 @@ class XMLStreamParser:
                 )
             )
             return
-        if not self._stack:
+        stack = self._stack
+        if not stack:
             self._count = 0
+            self._max_count = self._limits.elements_for(self.cap)
             self._start_offset = self._parser.CurrentByteIndex
         self._count += 1
         self.total_elements += 1
         if self.total_elements > self._limits.max_total_elements:
             raise _Halt(
                 TooLarge(
-                    "Server sent more than %d elements on one connection"
-                    % (self._limits.max_total_elements,)
+                    f"Server sent more than {self._limits.max_total_elements} elements "
+                    "on one connection"
                 )
             )
-        if self._count > self._limits.max_elements:
+        if self._count > self._max_count:
             raise _Halt(
-                TooLarge(
-                    "Server sent an element with more than %d child elements"
-                    % (self._limits.max_elements,)
-                )
+                TooLarge(f"Server sent an element with more than {self._max_count} child elements")
             )
-        if len(self._stack) >= self._limits.max_depth:
+        if len(stack) >= self._limits.max_depth:
             raise _Halt(
-                TooLarge(
-                    "Server sent elements nested deeper than %d levels" % (self._limits.max_depth,)
-                )
+                TooLarge(f"Server sent elements nested deeper than {self._limits.max_depth} levels")
             )
         element = domish.Element((uri, local), self._default_ns[-1], attributes, prefixes)
-        if self._stack:
-            parent = self._stack[-1]
+        if stack:
+            parent = stack[-1]
             self._flush_text(parent)
             # No element.parent back-reference: without it a tree is freed by
             # reference counting alone, as soon as the flow drops it.
             parent.children.append(element)
-        self._stack.append(element)
+        stack.append(element)
         self._texts.append([])
 
     def _flush_text(self, element):
@@ -361,10 +514,11 @@ class XMLStreamParser:
         if not self._stack:
             end = self._parser.CurrentByteIndex
             size = end - self._start_offset
-            if size > self._limits.max_element_bytes:
+            if size > self.cap:
                 raise _Halt(self._element_too_large(size))
             self._boundary = end
-            self.events.append(Stanza(element, end))
+            self.events.append(Stanza(element, end, size + self._count * ELEMENT_OVERHEAD))
+            self._count = 0
 
     def _text(self, data):
         if self._texts:

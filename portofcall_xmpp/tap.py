@@ -22,7 +22,7 @@ from .ratelimit import (
     FailedLogins,
     TargetRate,
 )
-from .stream import DEFAULT_MAX_STANZA_BYTES, Limits
+from .stream import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_STANZA_BYTES, Budget, Limits
 
 _log = Logger()
 
@@ -113,6 +113,14 @@ class Options(usage.Options):
             "The largest element accepted from a server, in bytes. A probe may read at most "
             "four times this (at least 16 MiB) in all.",
             _positive_int("max-stanza-bytes", 1024, 1024 * 1024 * 1024),
+        ],
+        [
+            "max-buffered-bytes",
+            None,
+            DEFAULT_MAX_BUFFERED_BYTES,
+            "Server data all probes together may hold, in bytes; the probe that would "
+            "pass it fails with errorType too_large.",
+            _positive_int("max-buffered-bytes", 1024 * 1024, 1 << 40),
         ],
         [
             "max-connections",
@@ -234,7 +242,10 @@ def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
         connect=connector.connect,
         clock=reactor,
         read_timeout=read_timeout,
-        limits=Limits(max_element_bytes=options["max-stanza-bytes"]),
+        limits=Limits(
+            max_stanza_bytes=options["max-stanza-bytes"],
+            budget=Budget(options["max-buffered-bytes"]),
+        ),
         to_thread=lambda f: deferToThreadPool(reactor, scram, f),
         trust=Trust(options["ca-file"]),
         resolver=resolver,

@@ -11,8 +11,17 @@ from xmpp_fakes import FEATURES, HEADER, stream_error
 
 from portofcall_xmpp.errors import Closed, ProtocolViolation, ReadTimeout, StreamError, TooLarge
 from portofcall_xmpp.parse import NS_SASL, is_features
-from portofcall_xmpp.protocol import CLOSE_GRACE, Transcript, XMPPClientProtocol
-from portofcall_xmpp.stream import Limits
+from portofcall_xmpp.protocol import (
+    CLOSE_GRACE,
+    FLUSH_DELAY_MIN,
+    SLICE_BYTES,
+    TRANSCRIPT_CHARS,
+    TURN_BYTES,
+    TURN_ELEMENTS,
+    Transcript,
+    XMPPClientProtocol,
+)
+from portofcall_xmpp.stream import Budget, Limits
 
 
 def any_element(element):
@@ -348,3 +357,338 @@ class TLSProtocolTests(SynchronousTestCase):
     def test_no_tls_connection_on_plain_transport(self):
         """tls_connection is None on a transport without TLS."""
         self.assertIsNone(self.proto.tls_connection())
+
+
+def one_turn(clock):
+    """
+    Run the calls due now, as one reactor turn would; unlike Clock.advance,
+    not the calls they schedule for now.
+    """
+    for call in [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]:
+        if call.active():
+            clock.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+
+def drain(clock):
+    """Run reactor turns until none is due now (timers due later stay)."""
+    while any(c.getTime() <= clock.seconds() for c in clock.getDelayedCalls()):
+        one_turn(clock)
+
+
+def flood_features(n):
+    """A features block of n tiny children."""
+    return b"<stream:features>" + b"<x/>" * n + b"</stream:features>"
+
+
+class SlicedTests(SynchronousTestCase):
+    """Parsing in slices across reactor turns, with the transport paused meanwhile."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.limits = Limits()
+        self.proto = XMPPClientProtocol(self.clock, self.limits)
+        self.transport = StringTransport()
+        self.proto.makeConnection(self.transport)
+
+    def turns(self):
+        """Run reactor turns until nothing is left to parse; how many ran."""
+        count = 0
+        while self.clock.getDelayedCalls():
+            one_turn(self.clock)
+            count += 1
+        return count
+
+    def test_flood_parsed_over_turns(self):
+        """A big chunk is parsed a slice per turn, the transport paused until it is done."""
+        d = self.proto.read_element(is_features, "stream features", 5)
+        self.proto.dataReceived(HEADER + flood_features(15000))
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertNoResult(d)
+        parsed = [self.proto._parser.total_elements]
+        while not d.called:
+            one_turn(self.clock)
+            parsed.append(self.proto._parser.total_elements)
+        steps = [b - a for a, b in zip(parsed, parsed[1:], strict=False)]
+        self.assertGreater(len(steps), 5)
+        self.assertLessEqual(max(parsed[0], *steps), TURN_ELEMENTS + SLICE_BYTES // 4)
+        self.assertEqual(len(self.successResultOf(d).children), 15000)
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_bytes_per_turn(self):
+        """Each turn parses at most TURN_BYTES."""
+        self.proto.dataReceived(HEADER + b"<stream:features><x>" + b"a" * 200000)
+        self.assertLessEqual(self.proto._parser.total_bytes, TURN_BYTES)
+        self.turns()
+        self.assertEqual(self.proto._parser.total_bytes, len(HEADER) + 20 + 200000)
+
+    def test_probes_interleave(self):
+        """Two flooded connections take turns: neither finishes before the other starts."""
+        other = XMPPClientProtocol(self.clock, self.limits)
+        other.makeConnection(StringTransport())
+        d = self.proto.read_element(is_features, "stream features", 5)
+        seen = []
+        d.addCallback(lambda _: seen.append(other._parser.total_elements))
+        self.proto.dataReceived(HEADER + flood_features(10000))
+        other.dataReceived(HEADER + flood_features(10000))
+        self.turns()
+        [others] = seen
+        self.assertGreater(others, TURN_ELEMENTS)
+        self.assertLess(others, 10000)
+
+    def test_timeout_during_flood(self):
+        """A read timeout fires on time while the server floods without end."""
+        d = self.proto.read_element(is_features, "stream features", 5)
+        self.proto.dataReceived(HEADER)
+        while not d.called:
+            if self.transport.producerState == "producing":
+                self.proto.dataReceived(b"<a/>" * 4096)
+            self.clock.rightNow += 0.1  # each turn of a busy reactor takes a while
+            one_turn(self.clock)
+        self.failureResultOf(d, ReadTimeout)
+        self.assertLessEqual(self.clock.seconds(), 5.1)
+        self.assertGreater(self.proto._parser.total_elements, 40 * TURN_ELEMENTS)
+        self.proto.close(polite=False)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_more_data_waits_for_its_turn(self):
+        """Bytes arriving while a turn is pending are parsed in order, later."""
+        d = self.proto.read_element(is_features, "stream features", 5)
+        data = HEADER + flood_features(5000)
+        self.proto.dataReceived(data[:30000])
+        self.proto.dataReceived(data[30000:])
+        self.assertNoResult(d)
+        self.turns()
+        self.assertEqual(len(self.successResultOf(d).children), 5000)
+
+    def test_loss_after_the_rest_is_parsed(self):
+        """A connection lost while bytes wait is reported after what they carried."""
+        data = HEADER + flood_features(5000) + stream_error("system-shutdown")
+        self.proto.dataReceived(data)
+        self.proto.connectionLost(Failure(ConnectionDone()))
+        self.turns()
+        self.successResultOf(self.proto.read_header(5))
+        self.successResultOf(self.proto.read_element(is_features, "stream features", 5))
+        self.failureResultOf(self.proto.read_element(any_element, "x", 5), StreamError)
+        self.assertEqual(self.limits.budget.used, 0)
+
+    def test_long_token_flushed_later(self):
+        """The end of a long start tag held back by the parser is parsed on a later turn."""
+        d = self.proto.read_element(any_element, "message", 5)
+        self.proto.dataReceived(HEADER + b"<message to='" + b"a" * 20000)
+        self.proto.dataReceived(b"'/>")
+        self.assertNoResult(d)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 2)
+        self.clock.advance(FLUSH_DELAY_MIN)
+        self.assertEqual(len(self.successResultOf(d)["to"]), 20000)
+        self.proto.close(polite=False)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class CapTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.proto = XMPPClientProtocol(self.clock)
+        self.transport = StringTransport()
+        self.proto.makeConnection(self.transport)
+        self.proto.dataReceived(HEADER)
+        self.successResultOf(self.proto.read_header(5))
+
+    def roster(self, items):
+        return (
+            b"<iq type='result' id='r'><query xmlns='jabber:iq:roster'>"
+            + b"".join(b"<item jid='c%d@example.com' name='C %d'/>" % (i, i) for i in range(items))
+            + b"</query></iq>"
+        )
+
+    def test_features_too_large_after_256_kib(self):
+        """An oversized features block fails too_large after 256 KiB, aborting the connection."""
+        d = self.proto.read_element(is_features, "stream features", 5)
+        sent = 0
+        while not d.called and sent < 4 << 20:
+            self.proto.dataReceived(b"<stream:features>" if not sent else b"<x/>" * 4096)
+            sent += 16384
+            drain(self.clock)
+        self.failureResultOf(d, TooLarge)
+        self.assertLessEqual(sent, 256 * 1024 + 16384)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_large_roster_when_awaited(self):
+        """A roster reply over 256 KiB passes when the wait says it may be large."""
+        roster = self.roster(8000)
+        self.assertGreater(len(roster), 256 * 1024)
+        d = self.proto.read_element(any_element, "roster", 5, large=True)
+        self.proto.dataReceived(roster)
+        drain(self.clock)
+        self.assertEqual(len(self.successResultOf(d).children[0].children), 8000)
+        self.assertFalse(self.proto._parser.large)
+
+    def test_large_element_not_awaited(self):
+        """The same reply fails too_large when no large element is awaited."""
+        d = self.proto.read_element(any_element, "reply", 5)
+        self.proto.dataReceived(self.roster(8000))
+        drain(self.clock)
+        self.failureResultOf(d, TooLarge)
+
+
+class BudgetTests(SynchronousTestCase):
+    """The service-wide budget: charged while held, released whatever the end."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.budget = Budget(1 << 20)
+        self.limits = Limits(budget=self.budget)
+
+    def connect(self):
+        proto = XMPPClientProtocol(self.clock, self.limits)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def test_charged_while_held(self):
+        """An element being built, and elements not yet taken, are charged."""
+        proto, _ = self.connect()
+        proto.dataReceived(HEADER + b"<stream:features><x/>")
+        self.assertEqual(self.budget.used, proto._parser.weight)
+        self.assertGreater(self.budget.used, 0)
+        proto.dataReceived(b"</stream:features><a/>")
+        header = self.successResultOf(proto.read_header(5))
+        self.assertEqual(header.id, "s1")
+        charged = self.budget.used
+        self.successResultOf(proto.read_element(is_features, "features", 5))
+        self.assertLess(self.budget.used, charged)
+        self.successResultOf(proto.read_element(any_element, "a", 5))
+        self.assertEqual(self.budget.used, 0)
+
+    def test_service_wide_budget(self):
+        """The probe that would pass the budget fails too_large, saying it is service-wide."""
+        first, _ = self.connect()
+        first.dataReceived(HEADER + b"<stream:features>" + b"<x/>" * 1500)
+        drain(self.clock)
+        held = self.budget.used
+        self.assertGreater(held, 512 * 1024)
+        second, transport = self.connect()
+        d = second.read_element(is_features, "stream features", 5)
+        second.dataReceived(HEADER + b"<stream:features>" + b"<x/>" * 1500)
+        drain(self.clock)
+        f = self.failureResultOf(d, TooLarge)
+        self.assertIn("service-wide budget of 1048576 bytes", f.value.message)
+        self.assertIn("--max-buffered-bytes", f.value.message)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.budget.used, held)
+        first.close(polite=False)
+        self.assertEqual(self.budget.used, 0)
+
+    def test_released_after_success(self):
+        """Nothing stays charged after a probe that succeeded."""
+        proto, _ = self.connect()
+        proto.dataReceived(HEADER + FEATURES + b"<stream:features>")
+        self.successResultOf(proto.read_header(5))
+        self.successResultOf(proto.read_element(is_features, "features", 5))
+        self.assertGreater(self.budget.used, 0)
+        proto.close()
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.budget.used, 0)
+
+    def test_released_after_failure(self):
+        """Nothing stays charged after a probe that failed."""
+        proto, _ = self.connect()
+        d = proto.read_element(is_features, "features", 5)
+        proto.dataReceived(HEADER + b"<stream:features><x/>" + b"<<garbage")
+        self.failureResultOf(d, ProtocolViolation)
+        self.assertEqual(self.budget.used, 0)
+        proto.connectionLost(Failure(ConnectionLost()))
+        proto.close()
+        self.assertEqual(self.budget.used, 0)
+
+    def test_released_after_timeout(self):
+        """Nothing stays charged after a read timeout."""
+        proto, _ = self.connect()
+        d = proto.read_element(is_features, "features", 5)
+        proto.dataReceived(HEADER + b"<stream:features><x/>")
+        self.clock.advance(5)
+        self.failureResultOf(d, ReadTimeout)
+        proto.close()
+        self.assertEqual(self.budget.used, 0)
+
+    def test_released_after_cancellation(self):
+        """Nothing stays charged after the probe is cancelled, flood pending or not."""
+        proto, _ = self.connect()
+        d = proto.read_element(is_features, "features", 5)
+        proto.dataReceived(HEADER + flood_features(20000))
+        self.assertGreater(self.budget.used, 0)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        proto.close()
+        self.assertEqual(self.budget.used, 0)
+        self.clock.advance(CLOSE_GRACE)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_released_when_connection_lost(self):
+        """Nothing stays charged once the server goes away mid-element."""
+        proto, _ = self.connect()
+        proto.dataReceived(HEADER + b"<stream:features><x/>")
+        proto.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(self.budget.used, 0)
+
+
+class TranscriptTests(SynchronousTestCase):
+    def test_capped_with_marker(self):
+        """A transcript keeps at most 1 MiB; later entries are counted in a marker."""
+        clock = Clock()
+        transcript = Transcript(clock, 0.0)
+        entry = "x" * 1000
+        for _ in range(2000):
+            transcript.add("in", entry)
+        entries = transcript.entries
+        kept = entries[:-1]
+        self.assertLessEqual(sum(len(x) for _, _, x in kept), TRANSCRIPT_CHARS)
+        self.assertGreater(len(kept), 1000)
+        self.assertEqual(
+            entries[-1][2],
+            f"…[{2000 - len(kept)} later entries dropped: a transcript keeps at most "
+            "1048576 characters]",
+        )
+
+    def test_dropped_entries_not_serialised(self):
+        """Once full, entries are counted without being serialised."""
+        transcript = Transcript(Clock(), 0.0)
+        while not transcript.full:
+            transcript.add("in", "x" * 60000)
+        rendered = []
+        transcript.add("in", lambda: rendered.append(1) or "y")
+        self.assertEqual(rendered, [])
+        self.assertTrue(transcript.full)
+        self.assertEqual(transcript.entries[-1][2][:3], "…[2")
+
+    def test_protocol_flood_transcript(self):
+        """A flood of stanzas leaves a transcript of at most 1 MiB."""
+        clock = Clock()
+        transcript = Transcript(clock, 0.0)
+        proto = XMPPClientProtocol(clock, transcript=transcript)
+        proto.makeConnection(StringTransport())
+        proto.dataReceived(HEADER + b"<message><body>hello</body></message>" * 100000)
+        drain(clock)
+        entries = transcript.entries
+        self.assertLessEqual(sum(len(x) for _, _, x in entries[:-1]), TRANSCRIPT_CHARS)
+        self.assertIn("later entries dropped", entries[-1][2])
+
+
+class BudgetWhileWaitingTests(SynchronousTestCase):
+    def test_budget_passed_by_bytes_waiting_for_a_turn(self):
+        """Bytes that arrive while a turn is pending are charged too, and can fail the probe."""
+        clock = Clock()
+        budget = Budget(600 * 1024)
+        proto = XMPPClientProtocol(clock, Limits(budget=budget))
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        d = proto.read_element(is_features, "stream features", 5)
+        proto.dataReceived(HEADER + flood_features(3000))
+        self.assertEqual(transport.producerState, "paused")
+        proto.dataReceived(b"<x/>" * 100000)
+        self.failureResultOf(d, TooLarge)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(budget.used, 0)
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -1,12 +1,20 @@
 """Tests for portofcall_xmpp.stream: the incremental XML stream parser."""
 
+from cost import calls, growth
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from xmpp_fakes import FEATURES, HEADER
 
 from portofcall_xmpp.errors import ProtocolViolation, TooLarge
-from portofcall_xmpp.stream import Limits, Stanza, StreamEnd, StreamHeader, XMLStreamParser
+from portofcall_xmpp.stream import (
+    ELEMENT_OVERHEAD,
+    Limits,
+    Stanza,
+    StreamEnd,
+    StreamHeader,
+    XMLStreamParser,
+)
 
 ROSTER_ITEM = (
     "<item jid='contact{0}@example.com' name='Contact &amp; {0}' subscription='both'>"
@@ -17,8 +25,8 @@ ROSTER_ITEM = (
 def roster_stanza(n):
     items = "".join(ROSTER_ITEM.format(i, i % 7) for i in range(n))
     return (
-        "<iq type='result' id='roster1'><query xmlns='jabber:iq:roster' ver='v1'>%s</query></iq>"
-        % items
+        "<iq type='result' id='roster1'><query xmlns='jabber:iq:roster' ver='v1'>"
+        f"{items}</query></iq>"
     ).encode()
 
 
@@ -36,17 +44,18 @@ def summary(events):
     return out
 
 
-def parse(data, chunk=None, limits=None):
+def parse(data, chunk=None, limits=None, large=False):
     p = XMLStreamParser(limits)
+    p.large = large
     step = chunk or len(data)
     for i in range(0, len(data), step):
         p.feed(data[i : i + step])
     return p.events
 
 
-def parse_error(testcase, data, limits=None, chunk=None):
+def parse_error(testcase, data, limits=None, chunk=None, large=False):
     with testcase.assertRaises((ProtocolViolation, TooLarge)) as cm:
-        parse(data, chunk=chunk, limits=limits)
+        parse(data, chunk=chunk, limits=limits, large=large)
     return cm.exception
 
 
@@ -82,7 +91,7 @@ class ParserTests(SynchronousTestCase):
             p = XMLStreamParser()
             p.feed(STREAM[:i])
             p.feed(STREAM[i:])
-            self.assertEqual(summary(p.events), whole, "split at %d" % (i,))
+            self.assertEqual(summary(p.events), whole, f"split at {i}")
 
     def test_byte_by_byte(self):
         """Feeding one byte at a time yields the same events."""
@@ -114,8 +123,8 @@ class ParserTests(SynchronousTestCase):
         self.assertEqual(len(events), 2)
 
     def test_large_roster(self):
-        """A 10,000-item roster arrives whole, with every group of every item."""
-        events = parse(HEADER + roster_stanza(10000), chunk=65536)
+        """A 10,000-item roster arrives whole when a large element is awaited."""
+        events = parse(HEADER + roster_stanza(10000), chunk=65536, large=True)
         query = events[1].element.firstChildElement()
         items = [c for c in query.elements()]
         self.assertEqual(len(items), 10000)
@@ -125,9 +134,9 @@ class ParserTests(SynchronousTestCase):
         """A 50,000-item roster (over 4 MiB) passes with an 8 MiB element cap, not with 4."""
         data = HEADER + roster_stanza(50000)
         self.assertGreater(len(data), 4 * 1024 * 1024)
-        events = parse(data, 65536, Limits(max_element_bytes=8 * 1024 * 1024))
+        events = parse(data, 65536, Limits(max_stanza_bytes=8 * 1024 * 1024), large=True)
         self.assertEqual(len(events[1].element.firstChildElement().children), 50000)
-        e = parse_error(self, data, chunk=65536)
+        e = parse_error(self, data, chunk=65536, large=True)
         self.assertIsInstance(e, TooLarge)
 
     def test_mixed_content_order(self):
@@ -282,14 +291,24 @@ class LimitTests(SynchronousTestCase):
         self.assertIn("more than 10000 bytes", e.message)
 
     def test_default_limits(self):
-        """The defaults: 4 MiB elements, 64 levels, at least 16 MiB a connection."""
+        """The defaults: 4 MiB large elements, 256 KiB others, 64 levels, 16 MiB a connection."""
         limits = Limits()
         self.assertEqual(
-            (limits.max_element_bytes, limits.max_depth, limits.max_total_bytes),
-            (4 * 1024 * 1024, 64, 16 * 1024 * 1024),
+            (
+                limits.max_stanza_bytes,
+                limits.max_element_bytes,
+                limits.max_depth,
+                limits.max_total_bytes,
+            ),
+            (4 * 1024 * 1024, 256 * 1024, 64, 16 * 1024 * 1024),
         )
-        self.assertEqual(Limits(max_element_bytes=8 << 20).max_total_bytes, 32 << 20)
-        self.assertEqual((limits.max_elements, limits.max_total_elements), (262144, 524288))
+        self.assertEqual(Limits(max_stanza_bytes=8 << 20).max_total_bytes, 32 << 20)
+        self.assertEqual(
+            (limits.elements_for(limits.max_stanza_bytes), limits.max_total_elements),
+            (262144, 524288),
+        )
+        self.assertEqual(limits.elements_for(limits.max_element_bytes), 16384)
+        self.assertEqual(limits.budget.limit, 256 * 1024 * 1024)
 
 
 class PropertyTests(SynchronousTestCase):
@@ -314,3 +333,145 @@ class PropertyTests(SynchronousTestCase):
             p.feed(data)
         except (ProtocolViolation, TooLarge):
             pass
+
+
+def features_of(inner):
+    return HEADER + b"<stream:features>" + inner + b"</stream:features>"
+
+
+# What a server controls, n times over, inside one features block (or iq).
+CONSTRUCTS = {
+    "namespaced children": lambda n: features_of(
+        b"".join(b"<f%d xmlns='urn:x:%d'/>" % (i, i) for i in range(n))
+    ),
+    "prefixed children": lambda n: features_of(
+        b"".join(b"<p%d:f xmlns:p%d='urn:x:%d'/>" % (i, i, i) for i in range(n))
+    ),
+    "attributes": lambda n: features_of(
+        b"<x " + b" ".join(b"a%d='v'" % i for i in range(n)) + b"/>"
+    ),
+    "namespaced attributes": lambda n: features_of(
+        b"<x " + b" ".join(b"xmlns:p%d='urn:%d' p%d:a='v'" % (i, i, i) for i in range(n)) + b"/>"
+    ),
+    "prefix declarations": lambda n: features_of(
+        b"<x " + b" ".join(b"xmlns:p%d='urn:%d'" % (i, i) for i in range(n)) + b">"
+        + b"".join(b"<p%d:c/>" % i for i in range(n)) + b"</x>"
+    ),
+    "mechanisms": lambda n: features_of(
+        b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+        + b"".join(b"<mechanism>M%d</mechanism>" % i for i in range(n))
+        + b"</mechanisms>"
+    ),
+    "text": lambda n: features_of(b"<x>" + b"abc&amp;\n" * n + b"</x>"),
+    "text between children": lambda n: features_of(b"<x>" + b"t<y/>" * n + b"</x>"),
+    "disco features": lambda n: HEADER
+    + b"<iq type='result' id='d'><query xmlns='http://jabber.org/protocol/disco#info'>"
+    + b"".join(b"<feature var='urn:f:%d'/>" % i for i in range(n))
+    + b"</query></iq>",
+}  # fmt: skip
+
+
+def parse_in(data, step):
+    p = XMLStreamParser(Limits(max_element_bytes=1 << 20))
+    for i in range(0, len(data), step):
+        p.feed(data[i : i + step])
+    p.flush()
+    return p
+
+
+class LinearCostTests(SynchronousTestCase):
+    """
+    The stream layer's cost grows linearly for every construct: n and 4n of
+    each, counted in function calls (L{cost.calls}) and in bytes expat
+    scans (L{XMLStreamParser.scanned}), never in time.
+    """
+
+    def test_every_construct(self):
+        """Function calls grow linearly with each construct, fed in 1 KiB chunks."""
+        for name, build in CONSTRUCTS.items():
+            ratio = growth(lambda n, build=build: calls(parse_in, build(n), 1024), 500)
+            self.assertLessEqual(ratio, 5.0, f"{name}: calls grew {ratio:.1f}-fold")
+
+    def test_long_tag_in_small_pieces(self):
+        """
+        A long start tag fed in small pieces is not rescanned from its start
+        for every piece: the bytes expat scans grow linearly.
+        """
+
+        def scanned(n):
+            data = HEADER + b"<message to='" + b"a" * n + b"'/>"
+            p = parse_in(data, 64)
+            self.assertEqual(len(p.events), 2)
+            return p.scanned
+
+        ratio = growth(scanned, 50000)
+        self.assertLessEqual(ratio, 5.0, f"expat scanned {ratio:.1f} times more")
+
+    def test_held_back_until_flush(self):
+        """Bytes held back from a long unfinished token are parsed by flush()."""
+        p = XMLStreamParser()
+        p.feed(HEADER + b"<message to='" + b"a" * 20000)
+        p.feed(b"a" * 100)
+        p.feed(b"'/>")
+        self.assertEqual(len(p.events), 1)
+        self.assertGreater(p.deferred, 0)
+        p.flush()
+        self.assertEqual(p.deferred, 0)
+        self.assertEqual(p.events[1].element["to"], "a" * 20100)
+
+    def test_held_back_bytes_count_against_the_cap(self):
+        """Bytes held back still count against the element cap at once."""
+        p = XMLStreamParser(Limits(max_element_bytes=30000))
+        p.feed(HEADER + b"<message to='" + b"a" * 20000)
+        with self.assertRaises(TooLarge):
+            for _ in range(200):
+                p.feed(b"a" * 64)
+
+
+class ElementCapTests(SynchronousTestCase):
+    def test_features_capped_at_256_kib(self):
+        """A features block fails too_large once past 256 KiB, not after 4 MiB."""
+        p = XMLStreamParser()
+        p.feed(HEADER + b"<stream:features>")
+        fed = 0
+        with self.assertRaises(TooLarge) as cm:
+            while fed < 4 * 1024 * 1024:
+                p.feed(b"<x xmlns='urn:a'/>" * 1000)
+                fed += 18000
+        self.assertLessEqual(fed, 256 * 1024 + 18000)
+        self.assertIn("limit of 262144 bytes", cm.exception.message)
+
+    def test_large_while_awaited(self):
+        """A large element passes while one is awaited, and fails otherwise."""
+        data = HEADER + roster_stanza(3000)
+        self.assertGreater(len(data), 256 * 1024)
+        self.assertEqual(len(parse(data, 65536, large=True)), 2)
+        self.assertIsInstance(parse_error(self, data, chunk=65536), TooLarge)
+
+    def test_element_count_follows_the_cap(self):
+        """The element count cap is one per 16 bytes of the byte cap in force."""
+        limits = Limits(max_element_bytes=16384, max_stanza_bytes=1 << 20)
+        many = HEADER + b"<a>" + b"<b/>" * 1100 + b"</a>"
+        e = parse_error(self, many, limits)
+        self.assertIn("more than 1024 child elements", e.message)
+        self.assertEqual(len(parse(many, limits=limits, large=True)), 2)
+
+
+class WeightTests(SynchronousTestCase):
+    def test_weight_of_partial_element(self):
+        """An element being built weighs its bytes and its nodes; none once complete."""
+        p = XMLStreamParser()
+        p.feed(HEADER)
+        self.assertEqual(p.weight, 0)
+        p.feed(b"<a><b/><c/>")
+        self.assertEqual(p.weight, len(b"<a><b/><c/>") + 3 * ELEMENT_OVERHEAD)
+        p.feed(b"</a>")
+        self.assertEqual(p.weight, 0)
+        self.assertEqual(p.events[1].weight, len(b"<a><b/><c/>") + 3 * ELEMENT_OVERHEAD)
+
+    def test_weight_dropped_on_error(self):
+        """A parser that failed holds nothing."""
+        p = XMLStreamParser()
+        p.feed(HEADER + b"<a><b/>")
+        self.assertRaises(ProtocolViolation, p.feed, b"<<")
+        self.assertEqual(p.weight, 0)

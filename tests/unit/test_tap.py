@@ -49,6 +49,7 @@ class OptionsTests(SynchronousTestCase):
                 "max-connections": 1000,
                 "per-target-rate": 60,
                 "max-failed-logins": 10,
+                "max-buffered-bytes": 268435456,
             },
         )
 
@@ -58,14 +59,15 @@ class OptionsTests(SynchronousTestCase):
         options = parse(
             "--listen", "tcp:0:interface=127.0.0.1", "--allow-private", "--ca-file", ca,
             "--max-concurrent", "7", "--read-timeout", "1500", "--dns-server", "127.0.0.53:5353",
-            "--max-stanza-bytes", "8388608", "--max-connections", "50", "--per-target-rate", "0",
-            "--max-failed-logins", "3",
+            "--max-stanza-bytes", "8388608", "--max-buffered-bytes", "33554432",
+            "--max-connections", "50", "--per-target-rate", "0", "--max-failed-logins", "3",
         )  # fmt: skip
         self.assertEqual(options["allow-private"], 1)
         self.assertEqual(options["max-concurrent"], 7)
         self.assertEqual(options["read-timeout"], 1500)
         self.assertEqual(options["dns-server"], ("127.0.0.53", 5353))
         self.assertEqual(options["max-stanza-bytes"], 8388608)
+        self.assertEqual(options["max-buffered-bytes"], 33554432)
         self.assertEqual(options["ca-file"], ca)
         self.assertEqual(options["max-connections"], 50)
         self.assertEqual(options["per-target-rate"], 0)
@@ -81,6 +83,7 @@ class OptionsTests(SynchronousTestCase):
             (["--max-connections", "0"], "max-connections"),
             (["--per-target-rate", "-1"], "per-target-rate"),
             (["--max-failed-logins", "many"], "max-failed-logins"),
+            (["--max-buffered-bytes", "10"], "max-buffered-bytes"),
             (["--dns-server", "nohost"], "dns-server"),
             (["--dns-server", "1.2.3.4:99999"], "dns-server"),
             (["--ca-file", "/nonexistent/ca.pem"], "ca-file"),
@@ -120,6 +123,19 @@ class ServiceTests(SynchronousTestCase):
         service.startService()
         self.addCleanup(service.stopService)
         self.assertEqual(len(reactor.tcpServers), 1)
+
+
+    def test_limits(self):
+        """--max-stanza-bytes and --max-buffered-bytes reach every probe's limits."""
+        api = tap.build_api(
+            parse("--max-stanza-bytes", "8388608", "--max-buffered-bytes", "33554432"),
+            MemoryReactorClock(),
+        )
+        limits = api._env.limits
+        self.assertEqual(
+            (limits.max_stanza_bytes, limits.max_element_bytes, limits.budget.limit),
+            (8388608, 262144, 33554432),
+        )
 
 
 def twistd(*argv):
@@ -177,5 +193,6 @@ class PluginTests(SynchronousTestCase):
             "--read-timeout",
             "--dns-server",
             "--max-stanza-bytes",
+            "--max-buffered-bytes",
         ):
             self.assertIn(option, out.stdout)
