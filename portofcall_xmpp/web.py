@@ -19,7 +19,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from . import __version__, flows, openapi, render
 from .endpoints import ENDPOINTS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Endpoint
-from .errors import DestinationBlocked, RequestError
+from .errors import DestinationBlocked, RequestError, TooLarge
 from .page import PAGE_HEADERS, static_file
 from .ratelimit import FailedLogins, RateLimited
 from .schema import ms
@@ -215,7 +215,25 @@ class Api:
         if events is not None:
             events.send("report", body)
             return b""
-        return _write_json(request, status, body, headers)
+        return self._answer(request, status, body, headers)
+
+    def _answer(self, request, status: int, body: dict, headers) -> bytes:
+        """
+        The JSON answer of a probe, charged to the service-wide budget
+        (C{--max-buffered-bytes}) until it is sent or the client is gone;
+        one that does not fit is replaced by a short C{too_large} answer.
+        """
+        data = _write_json(request, status, body, headers)
+        charge = self._env.limits.budget.charge()
+        try:
+            charge.set(len(data))
+        except TooLarge as e:
+            data = _write_json(
+                request, 200, {"success": False, "error": str(e), "errorType": "too_large"}
+            )
+        else:
+            request.notifyFinish().addBoth(lambda _: charge.release())
+        return data
 
     for _endpoint in ENDPOINTS:
         app.route(_endpoint.path, methods=["POST"], endpoint=_endpoint.name)(

@@ -535,3 +535,26 @@ async def test_real_port_malformed_multipart(strict_service):
         "success": False,
         "error": "Content-Type must be application/json",
     }
+
+
+class AnswerBudgetTests(WebCase):
+    """An answer is charged to the service-wide budget until it is sent (SPEC §2)."""
+
+    def test_released_after_sending(self):
+        """A delivered answer leaves nothing charged."""
+        self.api([(b"xml:lang='en'>", HEADER + FEATURES)])
+        budget = self.app._env.limits.budget
+        response, body = self.post("/api/xmpp/connect", {"host": "example.com"})
+        self.assertEqual((response.code, body["success"]), (200, True))
+        self.assertEqual(budget.used, 0)
+
+    def test_answer_over_budget(self):
+        """An answer that would pass the budget is replaced by a short too_large answer."""
+        self.api([(b"xml:lang='en'>", HEADER + FEATURES)])
+        budget = self.app._env.limits.budget
+        budget.limit = 200
+        response, body = self.post("/api/xmpp/connect", {"host": "example.com"})
+        self.assertEqual(response.code, 200)
+        self.assertEqual((body["success"], body["errorType"]), (False, "too_large"))
+        self.assertIn("--max-buffered-bytes", body["error"])
+        self.assertEqual(budget.used, 0)
