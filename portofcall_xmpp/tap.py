@@ -47,6 +47,8 @@ def _endpoint_list() -> str:
     rows += [
         ("GET", "/api/health", "Liveness"),
         ("GET", "/api/openapi.json", "The OpenAPI document of all of the above"),
+        ("GET", "/metrics", "The service's Prometheus metrics"),
+        ("GET", "/probe", "A Blackbox-exporter probe: ?module=M&target=xmpp:DOMAIN"),
         ("GET", "/", "A web page to run every probe"),
     ]
     width = max(len(path) for _, path, _ in rows)
@@ -105,6 +107,13 @@ class Options(usage.Options):
             "four times this (at least 16 MiB) in all.",
             _positive_int("max-stanza-bytes", 1024, 1024 * 1024 * 1024),
         ],
+        [
+            "probe-config",
+            None,
+            None,
+            "YAML file of modules for GET /probe, in the XMPP Blackbox Exporter's shape "
+            "(prober c2s, s2s, login or ping); the built-in modules are always there.",
+        ],
     ]
 
     def getUsage(self, width=None):
@@ -116,6 +125,16 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self):
+        from .probe_config import BUILTIN_MODULES, ConfigError, load
+
+        if self["probe-config"] is None:
+            self["modules"] = dict(BUILTIN_MODULES)
+        else:
+            try:
+                self["modules"] = load(self["probe-config"])
+            except ConfigError as e:
+                # One line, without the usage text twistd prints for a UsageError.
+                raise SystemExit(f"portofcall-xmpp: --probe-config: {e}") from None
         if self["dns-server"] is not None:
             self["dns-server"] = _host_port(self["dns-server"])
         if self["ca-file"] is not None:
@@ -207,7 +226,7 @@ def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
         srv_resolver=srv_resolver,
         policy=policy,
     )
-    return Api(env, max_concurrent=options["max-concurrent"])
+    return Api(env, max_concurrent=options["max-concurrent"], modules=options["modules"])
 
 
 def makeService(options, reactor=None):
