@@ -59,8 +59,9 @@ class Target:
 
     @ivar domain: the XMPP domain (looked up through SRV when C{host} is
         L{None}).
-    @ivar host: with C{port}: the node named by C{xmpp://host:port/domain}.
-    @ivar jid: for the C{ping} prober: what to ping (the C{xmpp:} target).
+    @ivar host: with C{port}: the node named by C{xmpp://host:port/domain}
+        (for C{login} and C{ping}: where the account connects).
+    @ivar jid: for the C{ping} prober: what to ping.
     """
 
     domain: str
@@ -105,7 +106,8 @@ class Outcome:
 
 def parse_target(text: str | None, prober: str) -> Target:
     """
-    The C{target} parameter.
+    The C{target} parameter: C{xmpp:DOMAIN} or C{xmpp://HOST:PORT/DOMAIN};
+    for the C{ping} prober the DOMAIN may be any JID (what is pinged).
 
     @raise RequestError: 400, naming what is wrong (one line).
     """
@@ -115,31 +117,27 @@ def parse_target(text: str | None, prober: str) -> Target:
         raise RequestError(
             400, "target must be xmpp:DOMAIN or xmpp://HOST:PORT/DOMAIN (e.g. xmpp:example.org)"
         )
-    if text.startswith("xmpp://"):
-        return _node_target(text)
+    host = port = None
     rest = text[len("xmpp:") :]
-    if prober == "ping":
+    if text.startswith("xmpp://"):
         try:
-            jid = parse_jid(rest)
-        except InvalidJID as e:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError as e:
             raise RequestError(400, f"target: {e}") from e
-        return Target(domain=jid.domain, jid=str(jid))
-    return Target(domain=validate.check_domain(rest, "target"))
-
-
-def _node_target(text: str) -> Target:
+        rest = parts.path[1:] if parts.path.startswith("/") else ""
+        if not parts.hostname or port is None or not rest or parts.query or parts.fragment:
+            raise RequestError(400, "target must be xmpp://HOST:PORT/DOMAIN, all three given")
+        if port == 0:
+            raise RequestError(400, "target: the port must be from 1 to 65535")
+        host = validate.check_host(parts.hostname, "target host")
+    if prober != "ping":
+        return Target(validate.check_domain(rest, "target domain"), host, port)
     try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as e:
+        jid = parse_jid(rest)
+    except InvalidJID as e:
         raise RequestError(400, f"target: {e}") from e
-    domain = parts.path[1:] if parts.path.startswith("/") else ""
-    if not parts.hostname or port is None or not domain or parts.query or parts.fragment:
-        raise RequestError(400, "target must be xmpp://HOST:PORT/DOMAIN, all three given")
-    if port == 0:
-        raise RequestError(400, "target: the port must be from 1 to 65535")
-    host = validate.check_host(parts.hostname, "target host")
-    return Target(domain=validate.check_domain(domain, "target domain"), host=host, port=port)
+    return Target(jid.domain, host, port, jid=str(jid))
 
 
 def timeout_for(module: Module, scrape_timeout: str | None) -> float:
@@ -179,11 +177,12 @@ def _request(module: Module, target: Target, timeout: float):
         return validate.parse_s2s(body)
     account = module.account
     jid = parse_jid(account.address)
-    if module.prober == "login":
-        body["domain"] = jid.domain
-    else:
-        # ping: the account logs in at its own server; the target is pinged.
-        body = {"domain": jid.domain, "timeout": body["timeout"]}
+    if module.prober == "login" and target.domain != jid.domain:
+        raise RequestError(
+            400, f"target domain {target.domain} is not the domain of the module's account"
+        )
+    # The account logs in at its own server: by SRV, or at the target's node.
+    body["domain"] = jid.domain
     body.update(
         tls="direct" if module.directtls else "required",
         tlsVerify=module.tls_verify,
@@ -263,7 +262,8 @@ def _phases(timings: dict, started: float, connected: list, elapsed: float) -> d
     return phases
 
 
-def _expiry(tls) -> float | None:
+def cert_expiry(tls) -> float | None:
+    """The server certificate's notAfter in Unix seconds, or L{None} (no certificate)."""
     report = tls.report if tls is not None else None
     cert = report.certificate if report is not None else None
     if cert is None or cert.not_after is None:
@@ -271,7 +271,7 @@ def _expiry(tls) -> float | None:
     return float(calendar.timegm(time.strptime(cert.not_after, "%Y-%m-%dT%H:%M:%SZ")))
 
 
-def _judge(module: Module, result, verdict: list) -> tuple[str | None, str | None, str | None]:
+def judge(module: Module, result, verdict: list) -> tuple[str | None, str | None, str | None]:
     """
     The C{fail_if_*} rules and the exporter's TLS requirement applied to a
     flow's result: C{(error_type, message, rule)}, all L{None} when it passes.
@@ -347,11 +347,11 @@ async def _run(env: flows.Environment, module: Module, target: Target, timeout: 
             f.error.error_type,
             f.error.message,
             phases=_phases(f.timings, started, connected, elapsed),
-            starttls=None if tls is None else (tls.available and not tls.direct, tls.required),
-            cert_expiry=_expiry(tls),
+            starttls=None if not f.raw else (tls.available and not tls.direct, tls.required),
+            cert_expiry=cert_expiry(tls),
         )
     elapsed = env.clock.seconds() - started
-    error_type, message, rule = _judge(module, result, verdict)
+    error_type, message, rule = judge(module, result, verdict)
     features = _features(result)
     return Outcome(
         module.prober,
@@ -362,7 +362,7 @@ async def _run(env: flows.Environment, module: Module, target: Target, timeout: 
         mechanisms=features.mechanisms,
         dialback=features.dialback,
         starttls=(result.tls.available and not result.tls.direct, result.tls.required),
-        cert_expiry=_expiry(result.tls),
+        cert_expiry=cert_expiry(result.tls),
         rule=rule,
     )
 
