@@ -127,11 +127,11 @@ class Options(usage.Options):
     def postOptions(self):
         from .probe_config import BUILTIN_MODULES, ConfigError, load
 
-        if self["probe-config"] is None:
-            self["modules"] = dict(BUILTIN_MODULES)
-        else:
+        #: The /probe modules: the built-in ones, and those of --probe-config.
+        self.modules = dict(BUILTIN_MODULES)
+        if self["probe-config"] is not None:
             try:
-                self["modules"] = load(self["probe-config"])
+                self.modules = load(self["probe-config"])
             except ConfigError as e:
                 # One line, without the usage text twistd prints for a UsageError.
                 raise SystemExit(f"portofcall-xmpp: --probe-config: {e}") from None
@@ -226,7 +226,9 @@ def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
         srv_resolver=srv_resolver,
         policy=policy,
     )
-    return Api(env, max_concurrent=options["max-concurrent"], modules=options["modules"])
+    return Api(
+        env, max_concurrent=options["max-concurrent"], modules=getattr(options, "modules", None)
+    )
 
 
 def makeService(options, reactor=None):
