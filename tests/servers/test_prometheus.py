@@ -2,18 +2,24 @@
 A real Prometheus (Debian's package) scrapes the service: its own /metrics,
 and /probe for the TLS test Prosody through the multi-target relabeling the
 README shows; the test reads probe_success and a service counter back through
-Prometheus' HTTP query API.
+Prometheus' HTTP query API.  The README's scrape configuration, alert rules
+and probe configuration are checked by promtool and the service's loader.
 """
 
 import os
+import re
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import pytest_twisted
 import treq
 from servers import clean_env, find_binary, free_ports, spawn, tail
 from twisted.internet import reactor, task
+
+from portofcall_xmpp import probe_config
 
 #: The longest the test waits for Prometheus to start, scrape and answer.
 PATIENCE = 120.0
@@ -142,3 +148,20 @@ async def test_prometheus_scrapes_probe_and_metrics(prometheus, prosody_tls):
     assert "errorType" not in counted[0]["metric"]
     up = await wait_for(url, 'up{job="xmpp"}', console_path, bool)
     assert up[0]["value"][1] == "1"
+
+
+def test_readme_examples(prometheus_binary, tmp_path):
+    """The README's scrape config and alert rules pass promtool; its probe config loads."""
+    promtool = shutil.which("promtool") or str(Path(prometheus_binary).with_name("promtool"))
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = {block.split(":", 1)[0]: block for block in re.findall(r"```yaml\n(.*?)```", readme,
+                                                                     re.S)}  # fmt: skip
+    (tmp_path / "rules.yml").write_text(blocks["groups"])
+    (tmp_path / "prometheus.yml").write_text(blocks["scrape_configs"] + "rule_files: [rules.yml]\n")
+    for what, name in (("config", "prometheus.yml"), ("rules", "rules.yml")):
+        done = subprocess.run(
+            [promtool, "check", what, str(tmp_path / name)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    modules = probe_config.parse(blocks["modules"], "README.md")
+    assert {"c2s_strict", "s2s_no_dialback", "login_monitor", "ping_federation"} <= set(modules)
