@@ -286,7 +286,7 @@ async def test_scrape_timeout_and_max_concurrent(probe_service, silent_port):
     runs, --max-concurrent 1 answers the next /probe 429 in one line.
     """
     target = f"xmpp://127.0.0.1:{silent_port}/localhost"
-    headers = {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}
+    headers = {"X-Prometheus-Scrape-Timeout-Seconds": "4"}
     first = defer.ensureDeferred(run(probe_service, "c2s_normal_auth", target, headers))
     while probe_service.api.in_flight == 0:
         await deferLater(0.01)
