@@ -66,11 +66,16 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["max-stanza-bytes"], 8388608)
         self.assertEqual(options["ca-file"], ca)
 
+    def write_config(self, text: str) -> str:
+        """A probe config file holding C{text}, removed after the test."""
+        with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+            f.write(text)
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
     def test_probe_config(self):
         """--probe-config adds its modules to the built-in ones."""
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write("modules:\n  strict:\n    prober: c2s\n")
+        path = self.write_config("modules:\n  strict:\n    prober: c2s\n")
         options = parse("--probe-config", path)
         self.assertEqual(options["probe-config"], path)
         self.assertEqual(
@@ -81,9 +86,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_bad_probe_config(self):
         """A probe config that does not load stops start-up with one line naming file:line."""
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write("modules:\n  x:\n    prober: icmp\n")
+        path = self.write_config("modules:\n  x:\n    prober: icmp\n")
         with self.assertRaises(SystemExit) as cm:
             parse("--probe-config", path)
         self.assertEqual(
