@@ -87,7 +87,7 @@ class Connector:
         self._admit = admit
 
     def connect(
-        self, host: str, port: int, protocol: Protocol, *, tls_context=None
+        self, host: str, port: int, protocol: Protocol, *, tls_context=None, ip_version=None
     ) -> Deferred[Protocol]:
         """
         Connect C{protocol} to C{host:port}.
@@ -105,22 +105,33 @@ class Connector:
         @param tls_context: an L{IOpenSSLClientConnectionCreator} (e.g.
             C{optionsForClientTLS(domain)}): when given, TLS starts with the
             first byte (XEP-0368 direct TLS) and C{protocol} speaks through it.
+        @param ip_version: 4 or 6 to dial only the addresses of that family
+            (C{restrict_ip_version} of a C{/probe} module), L{None} for any.
 
         @return: a Deferred that fires with C{protocol} once it is connected
             (C{connectionMade} has run), or fails with L{DNSError},
             L{DestinationBlocked}, or L{ConnectError} (one reason per address
             tried, joined with C{"; "}, e.g. C{"Connection refused:
-            127.0.0.1:5222"}).  Cancelling it at any stage stops the
+            127.0.0.1:5222"}; C{"No IPv6 address: ..."} when C{ip_version}
+            left none).  Cancelling it at any stage stops the
             resolution or the connection attempt in progress and fails it
             with L{CancelledError}; no connection is left behind.
         """
-        return Deferred.fromCoroutine(self._connect(host, port, protocol, tls_context))
+        return Deferred.fromCoroutine(
+            self._connect(host, port, protocol, tls_context, ip_version)
+        )
 
-    async def _connect(self, host, port, protocol, tls_context):
+    async def _connect(self, host, port, protocol, tls_context, ip_version):
         literal = parse_ip_literal(host)
         addresses = [literal] if literal is not None else await self._resolve(host)
         for addr in addresses:
             self._policy.check(addr, name=None if literal is not None else host)
+        if ip_version is not None:
+            kept = [addr for addr in addresses if addr.version == ip_version]
+            if not kept:
+                found = ", ".join(_endpoint_text(addr, port) for addr in addresses)
+                raise ConnectError(f"No IPv{ip_version} address: {found}")
+            addresses = kept
         reasons = []
         for addr in addresses:
             if self._admit is not None:

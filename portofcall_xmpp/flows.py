@@ -142,6 +142,8 @@ class ConnectResult:
 
     @ivar host: the host (or SRV target) connected to, with C{port}.
     @ivar resolved: how that place was found (L{route.Resolution}).
+    @ivar timings: seconds from the start to each phase reached
+        (C{tls_connected}, C{starttls_upgraded}); not in the JSON answer.
     """
 
     host: str
@@ -155,6 +157,7 @@ class ConnectResult:
     warnings: tuple[str, ...]
     transcript: tuple
     resolved: route.Resolution
+    timings: dict = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -537,6 +540,7 @@ def probe(env: Environment, req, started: float | None = None) -> Deferred:
             warnings=tuple(trace.warnings),
             transcript=trace.entries(),
             resolved=session.dialer.resolution(),
+            timings=dict(trace.timings),
         )
 
     return _timed(run(), env, req.timeout, trace, session)
@@ -594,10 +598,11 @@ def tls_version(
 # -- /login, /roster, /message, /server-info
 
 
-def _auth_flow(env: Environment, req, started, body) -> Deferred:
+def login_then(env: Environment, req, started, body) -> Deferred:
     """
-    Log in as C{req} says, then run C{body(session)} (if any), whose dict
-    fills the rest of the L{AuthResult}.
+    Log in as C{req} says, then run C{body(session)} (if any: an C{async}
+    function of the L{_Session}), whose dict fills the rest of the
+    L{AuthResult}.
     """
     trace = Trace(env.clock, env.clock.seconds() if started is None else started, req.transcript)
     session = _Session(env, trace, route.Destination(req.host, req.port, req.domain, req.tls))
@@ -645,7 +650,7 @@ def login(env: Environment, req, started: float | None = None) -> Deferred:
     @return: a Deferred firing with an L{AuthResult}, or failing with
         L{Failed}.
     """
-    return _auth_flow(env, req, started, None)
+    return login_then(env, req, started, None)
 
 
 def roster(env: Environment, req, started: float | None = None) -> Deferred:
@@ -660,7 +665,7 @@ def roster(env: Environment, req, started: float | None = None) -> Deferred:
         session.trace.phase("roster_received")
         return {"roster": got}
 
-    return _auth_flow(env, req, started, body)
+    return login_then(env, req, started, body)
 
 
 def server_info(env: Environment, req, started: float | None = None) -> Deferred:
@@ -700,7 +705,7 @@ def server_info(env: Environment, req, started: float | None = None) -> Deferred
             "server_info": ServerInfo(disco, disco_error, software, version_error, ping, ping_error)
         }
 
-    return _auth_flow(env, req, started, body)
+    return login_then(env, req, started, body)
 
 
 def srv(env: Environment, req, started: float | None = None) -> Deferred:
@@ -806,4 +811,4 @@ def message(env: Environment, req, started: float | None = None, make_id=message
             )
         }
 
-    return _auth_flow(env, auth, started, body)
+    return login_then(env, auth, started, body)

@@ -124,6 +124,80 @@ def _paths() -> dict:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "tags": ["service"],
+                    "summary": "The service's Prometheus metrics",
+                    "description": "Probes by `endpoint`, `outcome` (`ok`, `failed`) and "
+                    "`errorType` (`portofcall_probes_total`), probe duration by endpoint "
+                    "(`portofcall_probe_duration_seconds`), probes in flight "
+                    "(`portofcall_probes_in_flight`), HTTP answers by `status` "
+                    "(`portofcall_http_responses_total`), refusals by a rate limit by `kind` "
+                    "(`portofcall_rate_limited_total`), and the process collector. Each "
+                    "process counts its own.",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format 0.0.4.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/probe": {
+                "get": {
+                    "operationId": "blackboxProbe",
+                    "tags": ["service"],
+                    "summary": "A probe for Prometheus and prosodyctl (XMPP Blackbox Exporter)",
+                    "description": "Runs one module (built in: `c2s_normal_auth`, "
+                    "`c2s_direct_tls`, `s2s_normal`, `s2s_direct_tls`; more from "
+                    "`--probe-config`) against one target and answers its metrics: "
+                    "`probe_success`, `probe_duration_seconds`, "
+                    "`probe_xmpp_duration_seconds{phase}`, `probe_ssl_earliest_cert_expiry`, "
+                    "`probe_sasl_mechanism_offered{mechanism}`, `probe_dialback_offered`, "
+                    "`probe_starttls_offered`, `probe_starttls_required`, "
+                    "`probe_failed_due_to{reason}`, `probe_failed_due_to_sasl_mechanism`, "
+                    "`probe_failed_due_to_dialback`. A probe that failed, or a target the "
+                    "destination policy refuses (`reason=\"blocked\"`), is `probe_success 0` "
+                    "in a 200. The `X-Prometheus-Scrape-Timeout-Seconds` header, less "
+                    "0.5 s, caps the module's timeout.",
+                    "parameters": [
+                        {
+                            "name": "module",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "example": "c2s_normal_auth",
+                        },
+                        {
+                            "name": "target",
+                            "in": "query",
+                            "required": True,
+                            "description": "`xmpp:DOMAIN` (SRV) or `xmpp://HOST:PORT/DOMAIN` "
+                            "(that node only); for a `ping` module, the DOMAIN may be any JID "
+                            "(what is pinged).",
+                            "schema": {"type": "string"},
+                            "example": "xmpp:example.org",
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The probe's metrics, Prometheus text format 0.0.4.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "400": {
+                            "description": "Unknown module, a missing or malformed target, "
+                            "or a bad scrape-timeout header: one line of text.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "429": {
+                            "description": "Too many probes in flight (`--max-concurrent`): "
+                            "one line of text, with `Retry-After`.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                    },
+                }
+            },
             "/": {
                 "get": {
                     "operationId": "page",

@@ -56,6 +56,8 @@ def _endpoint_list() -> str:
     rows += [
         ("GET", "/api/health", "Liveness"),
         ("GET", "/api/openapi.json", "The OpenAPI document of all of the above"),
+        ("GET", "/metrics", "The service's Prometheus metrics"),
+        ("GET", "/probe", "A Blackbox-exporter probe: ?module=M&target=xmpp:DOMAIN"),
         ("GET", "/", "A web page to run every probe"),
     ]
     width = max(len(path) for _, path, _ in rows)
@@ -146,6 +148,13 @@ class Options(usage.Options):
             "Failed logins of one account within 10 minutes before 429. 0 turns it off.",
             _positive_int("max-failed-logins", 0, 1000000),
         ],
+        [
+            "probe-config",
+            None,
+            None,
+            "YAML file of modules for GET /probe, in the XMPP Blackbox Exporter's shape "
+            "(prober c2s, s2s, login or ping); the built-in modules are always there.",
+        ],
     ]
 
     def getUsage(self, width=None):
@@ -157,6 +166,16 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self):
+        from .probe_config import BUILTIN_MODULES, ConfigError, load
+
+        #: The /probe modules: the built-in ones, and those of --probe-config.
+        self.modules = dict(BUILTIN_MODULES)
+        if self["probe-config"] is not None:
+            try:
+                self.modules = load(self["probe-config"])
+            except ConfigError as e:
+                # One line, without the usage text twistd prints for a UsageError.
+                raise SystemExit(f"portofcall-xmpp: --probe-config: {e}") from None
         if self["dns-server"] is not None:
             self["dns-server"] = _host_port(self["dns-server"])
         if self["ca-file"] is not None:
@@ -256,6 +275,7 @@ def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
         env,
         max_concurrent=options["max-concurrent"],
         failed_logins=FailedLogins(reactor, options["max-failed-logins"]),
+        modules=getattr(options, "modules", None),
     )
 
 

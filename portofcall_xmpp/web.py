@@ -4,7 +4,10 @@ The HTTP JSON API (SPEC §2–§7) as a Klein app.
 Each probe endpoint of L{endpoints.ENDPOINTS} gets a route: its body is read
 as JSON, parsed into its request class, run through its flow, and the frozen
 result (or the typed failure) rendered by its renderer (L{render}).  HTTP
-refusals (4xx, 500) are answered here, always as JSON.
+refusals (4xx, 500) are answered here, as JSON -- except on the two routes
+Prometheus reads (SPEC §9), which speak its text format: C{GET /metrics}
+(L{metrics.ServiceMetrics}) and C{GET /probe} (L{probe}; refusals there are
+one line of text/plain).
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import json
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from . import __version__, flows, openapi, render
+from . import __version__, flows, openapi, probe, render
 from .endpoints import ENDPOINTS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Endpoint
 from .errors import DestinationBlocked, RequestError, TooLarge
+from .metrics import ServiceMetrics
 from .page import PAGE_HEADERS, static_file
+from .probe_config import BUILTIN_MODULES, Module
 from .ratelimit import FailedLogins, RateLimited
 from .schema import ms
 
@@ -93,6 +99,60 @@ def _write_json(request, status: int, obj, headers=None) -> bytes:
     return body
 
 
+def _write_text(request, status: int, text: str, headers=None) -> bytes:
+    """A one-line text/plain answer (the refusals of C{/probe})."""
+    request.setResponseCode(status)
+    request.setHeader("content-type", "text/plain; charset=utf-8")
+    request.setHeader("cache-control", "no-store")
+    request.setHeader("x-content-type-options", "nosniff")
+    for name, value in (headers or {}).items():
+        request.setHeader(name, value)
+    body = f"{text}\n".encode()
+    request.setHeader("content-length", str(len(body)))
+    return body
+
+
+def _write_metrics(request, body: bytes, content_type: str) -> bytes:
+    request.setResponseCode(200)
+    request.setHeader("content-type", content_type)
+    request.setHeader("cache-control", "no-store")
+    request.setHeader("x-content-type-options", "nosniff")
+    request.setHeader("content-length", str(len(body)))
+    return body
+
+
+def _query(request, name: str) -> str | None:
+    """
+    The first C{name} parameter of the query string, or L{None}.
+
+    @raise RequestError: 400 when it is not UTF-8.
+    """
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return None
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"{name} is not UTF-8") from e
+
+
+class _Counted(Resource):
+    """The API's resource, counting every HTTP answer by status."""
+
+    isLeaf = True
+
+    def __init__(self, inner: Resource, metrics: ServiceMetrics):
+        super().__init__()
+        self._inner = inner
+        self._metrics = metrics
+
+    def render(self, request):
+        request.notifyFinish().addCallbacks(
+            lambda _: self._metrics.answered(request.code), lambda _: None
+        )
+        return self._inner.render(request)
+
+
 def _probe_route(endpoint: Endpoint):
     """The route handler of C{endpoint}: L{Api._run} with that row."""
 
@@ -109,6 +169,11 @@ class Api:
 
     @param env: the L{flows.Environment} every probe runs in.
     @param max_concurrent: probes in flight at once; one more gets 429.
+    @param metrics: the process's L{ServiceMetrics} (a fresh one by
+        default).  A refusal by a rate limit (C{ratelimit.RateLimited},
+        answered 429) is counted with C{metrics.refused(e.kind)}.
+    @param modules: the C{/probe} modules by name (L{probe_config.load});
+        by default the built-in ones.
     """
 
     app = Klein()
@@ -122,6 +187,8 @@ class Api:
         env: flows.Environment,
         max_concurrent: int = 200,
         failed_logins: FailedLogins | None = None,
+        metrics: ServiceMetrics | None = None,
+        modules: dict[str, Module] | None = None,
     ):
         self._env = env
         self._clock = env.clock
@@ -130,9 +197,32 @@ class Api:
             FailedLogins(env.clock, limit=0) if failed_logins is None else failed_logins
         )
         self.in_flight = 0
+        self.metrics = metrics if metrics is not None else ServiceMetrics()
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
+        self._modules = dict(BUILTIN_MODULES if modules is None else modules)
 
     def resource(self):
-        return self.app.resource()
+        return _Counted(self.app.resource(), self.metrics)
+
+    def _acquire(self) -> None:
+        """Take a place among the probes in flight, or refuse with 429."""
+        if self.in_flight >= self._max_concurrent:
+            raise RequestError(
+                429,
+                f"Too many probes in flight (limit {self._max_concurrent}); retry later",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        self.in_flight += 1
+
+    async def _counted(self, name: str, ran: Deferred, started: float):
+        """What C{ran} fires with; the probe is counted as ok or by its errorType."""
+        try:
+            result = await ran
+        except flows.Failed as f:
+            self.metrics.probe_done(name, f.error.error_type, self._clock.seconds() - started)
+            raise
+        self.metrics.probe_done(name, None, self._clock.seconds() - started)
+        return result
 
     # -- the probes
 
@@ -144,19 +234,13 @@ class Api:
         acquired = False
         try:
             req = endpoint.parse(_read_json(request))
-            if self.in_flight >= self._max_concurrent:
-                raise RequestError(
-                    429,
-                    f"Too many probes in flight (limit {self._max_concurrent}); retry later",
-                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                )
             if req.account is not None:
                 self._failed_logins.check(req.account)
-            self.in_flight += 1
+            self._acquire()
             acquired = True
             if endpoint.render_event is not None and _wants_events(request):
                 events = _EventStream(request)
-                result = await endpoint.flow(
+                ran = endpoint.flow(
                     self._env,
                     req,
                     started,
@@ -164,7 +248,8 @@ class Api:
                 )
             else:
                 events = None
-                result = await endpoint.flow(self._env, req, started)
+                ran = endpoint.flow(self._env, req, started)
+            result = await self._counted(endpoint.name, ran, started)
             if req.account is not None and endpoint.login_failure is not None:
                 refused = endpoint.login_failure(result)
                 if refused is not None and _credentials_refused(refused):
@@ -183,6 +268,7 @@ class Api:
             status, body = 429, {"success": False, "error": e.message, "rateLimited": e.kind}
             headers = {"Retry-After": str(e.retry_after)}
             outcome = f"refused 429 ({e.kind})"
+            self.metrics.refused(e.kind)
         except flows.Failed as f:
             if req.account is not None and _credentials_refused(f):
                 self._failed_logins.failed(req.account)
@@ -240,6 +326,75 @@ class Api:
             _probe_route(_endpoint)
         )
     del _endpoint
+
+    # -- Prometheus (SPEC §9)
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics_text(self, request):
+        return _write_metrics(request, *self.metrics.render())
+
+    @app.route("/probe", methods=["GET"])
+    def probe_metrics(self, request):
+        return Deferred.fromCoroutine(self._probe(request))
+
+    async def _probe(self, request):
+        """
+        C{GET /probe?module=M&target=T}: the module's probe, answered as
+        metrics (200, also when the probe failed or the destination policy
+        refused the target: C{probe_success 0}); a request this service
+        cannot run is one line of text: 400 (module, target), 429 (busy).
+        """
+        started = self._clock.seconds()
+        name = target_text = "-"
+        acquired = False
+        try:
+            name = _query(request, "module")
+            target_text = _query(request, "target")
+            if name is None or name == "":
+                raise RequestError(400, "Missing required parameter: module")
+            module = self._modules.get(name)
+            if module is None:
+                known = ", ".join(sorted(self._modules))
+                raise RequestError(400, f"Unknown module {name!r} (known: {known})")
+            target = probe.parse_target(target_text, module.prober)
+            timeout = probe.timeout_for(
+                module, request.getHeader("x-prometheus-scrape-timeout-seconds")
+            )
+            self._acquire()
+            acquired = True
+            outcome = await probe.run(self._env, module, target, timeout)
+        except RequestError as e:
+            self.log.info(
+                "probe {module} {target}: refused {status}: {error}",
+                module=name,
+                target=target_text,
+                status=e.status,
+                error=e.message,
+            )
+            return _write_text(request, e.status, e.message, e.headers)
+        except CancelledError:
+            self.log.info(
+                "probe {module} {target}: client went away after {ms} ms",
+                module=name,
+                target=target_text,
+                ms=ms(self._clock.seconds() - started),
+            )
+            raise
+        except Exception:
+            self.log.failure("probe {module}: internal error", module=name)
+            return _write_text(request, 500, "Internal error")
+        finally:
+            if acquired:
+                self.in_flight -= 1
+        self.metrics.probe_done("probe", outcome.error_type, outcome.elapsed)
+        self.log.info(
+            "probe {module} {target}: {outcome} in {ms} ms",
+            module=name,
+            target=target_text,
+            outcome="ok" if outcome.success else f"failed {outcome.error_type}: {outcome.message}",
+            ms=ms(outcome.elapsed),
+        )
+        return _write_metrics(request, probe.render(outcome), probe.CONTENT_TYPE)
 
     # -- the service itself
 

@@ -115,6 +115,27 @@ class ConnectorTests(SynchronousTestCase):
         self.accept()
         self.assertIs(self.successResultOf(d), self.proto)
 
+    def test_ip_version_restricts_addresses(self):
+        """ip_version 6 dials only the IPv6 address (restrict_ip_version of /probe)."""
+        d = self.connector().connect("xmpp.example", 5222, self.proto, ip_version=6)
+        self.assertEqual(self.dialled(), [("2606:4700::1111", 5222)])
+        self.accept()
+        self.assertIs(self.successResultOf(d), self.proto)
+
+    def test_ip_version_without_such_address(self):
+        """ip_version 6 for a name with IPv4 addresses only: ConnectError, nothing dialled."""
+        d = self.connector().connect("two.example", 5222, self.proto, ip_version=6)
+        failure = self.failureResultOf(d, ConnectError)
+        self.assertEqual(failure.value.message, "No IPv6 address: 8.8.8.8:5222, 8.8.4.4:5222")
+        self.assertEqual(self.dialled(), [])
+
+    def test_ip_version_still_checks_the_policy(self):
+        """Every address is checked against the policy, also those of the other family."""
+        self.resolver.answers["mixed6.example"] = ["10.0.0.1", "2606:4700::1111"]
+        d = self.connector().connect("mixed6.example", 5222, self.proto, ip_version=6)
+        self.failureResultOf(d, DestinationBlocked)
+        self.assertEqual(self.dialled(), [])
+
     def test_literal_not_resolved(self):
         """An IP literal is dialled as its canonical address, without the resolver."""
         d = self.connector().connect("[2606:4700:0::1111]", 5223, self.proto)

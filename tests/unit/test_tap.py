@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from portofcall_xmpp import __version__, tap
 from portofcall_xmpp.endpoints import ENDPOINTS
+from portofcall_xmpp.probe_config import BUILTIN_MODULES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -50,6 +51,7 @@ class OptionsTests(SynchronousTestCase):
                 "per-target-rate": 60,
                 "max-failed-logins": 10,
                 "max-buffered-bytes": 268435456,
+                "probe-config": None,
             },
         )
 
@@ -72,6 +74,35 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["max-connections"], 50)
         self.assertEqual(options["per-target-rate"], 0)
         self.assertEqual(options["max-failed-logins"], 3)
+
+    def write_config(self, text: str) -> str:
+        """A probe config file holding C{text}, removed after the test."""
+        with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+            f.write(text)
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
+    def test_probe_config(self):
+        """--probe-config adds its modules to the built-in ones."""
+        path = self.write_config("modules:\n  strict:\n    prober: c2s\n")
+        options = parse("--probe-config", path)
+        self.assertEqual(options["probe-config"], path)
+        self.assertEqual(
+            sorted(options.modules),
+            ["c2s_direct_tls", "c2s_normal_auth", "s2s_direct_tls", "s2s_normal", "strict"],
+        )
+        self.assertEqual(sorted(parse().modules), sorted(BUILTIN_MODULES))
+
+    def test_bad_probe_config(self):
+        """A probe config that does not load stops start-up with one line naming file:line."""
+        path = self.write_config("modules:\n  x:\n    prober: icmp\n")
+        with self.assertRaises(SystemExit) as cm:
+            parse("--probe-config", path)
+        self.assertEqual(
+            str(cm.exception.code),
+            f"portofcall-xmpp: --probe-config: {path}:3: modules.x: unknown prober 'icmp' "
+            "(this service runs c2s, s2s, login, ping)",
+        )
 
     def test_bad_values(self):
         """Bad values are usage errors naming the option."""
