@@ -92,6 +92,69 @@ def _write_json(request, status: int, obj, headers=None) -> bytes:
     return body
 
 
+async def answer(env: flows.Environment, endpoint: Endpoint, req, started: float):
+    """
+    Run C{req}'s probe through C{endpoint}'s flow and renderers: a Deferred
+    (coroutine) of C{(status, body)}: 200 and the answer when the probe ran
+    (whether it succeeded or failed), 403 and a refusal when the destination
+    is not allowed.  A L{RequestError} of the flow propagates.  The web layer
+    and the command line (L{cli}) both answer through here.
+    """
+    try:
+        result = await endpoint.flow(env, req, started)
+        body = endpoint.render(result, req)
+    except DestinationBlocked as e:
+        return 403, {"success": False, "error": e.message, "blocked": True}
+    except flows.Failed as f:
+        body = endpoint.render_failure(f, req)
+    if "elapsedMs" not in body:
+        body["elapsedMs"] = ms(env.clock.seconds() - started)
+    return 200, body
+
+
+#: The text of the one log line of a probe, by outcome (L{probe_event}).
+_LOG_FORMATS = {
+    "ok": "{endpoint} {target}: ok in {elapsedMs} ms",
+    "failed": "{endpoint} {target}: failed {errorType} in {elapsedMs} ms",
+    "refused": "{endpoint} {target}: refused {status} in {elapsedMs} ms",
+    "error": "{endpoint} {target}: internal error in {elapsedMs} ms",
+}
+
+
+def probe_event(endpoint: Endpoint, req, status, body, elapsed: float) -> dict:
+    """
+    The fields of a probe's log event (SPEC §9): C{endpoint}, C{target},
+    C{host}, C{port}, C{domain} (those the request has; None before it
+    parsed), C{outcome} (C{ok}, C{failed}, C{refused}, C{error}, or
+    C{cancelled} when C{status} is None: the client went away), C{status}
+    (HTTP), C{errorType} (of a failed probe), C{elapsedMs} and C{phases} (of
+    an auth probe).  Never a credential: nothing else of the request or the
+    answer is taken.
+    """
+    fields = getattr(req, "auth", req)
+    body = body or {}
+    if status is None:
+        outcome = "cancelled"
+    elif status == 200:
+        outcome = "ok" if body.get("success") else "failed"
+    elif status >= 500:
+        outcome = "error"
+    else:
+        outcome = "refused"
+    return {
+        "endpoint": endpoint.name,
+        "target": "-" if req is None else req.target,
+        "host": getattr(fields, "host", None),
+        "port": getattr(fields, "port", None),
+        "domain": getattr(fields, "domain", None),
+        "outcome": outcome,
+        "status": status,
+        "errorType": body.get("errorType") if outcome == "failed" else None,
+        "elapsedMs": ms(elapsed),
+        "phases": body.get("phases"),
+    }
+
+
 def _probe_route(endpoint: Endpoint):
     """The route handler of C{endpoint}: L{Api._run} with that row."""
 
@@ -108,6 +171,8 @@ class Api:
 
     @param env: the L{flows.Environment} every probe runs in.
     @param max_concurrent: probes in flight at once; one more gets 429.
+    @param demo: what C{GET /api/demo} answers (the demo server and account
+        of C{--demo}); None: that path is a 404.
     """
 
     app = Klein()
@@ -116,8 +181,9 @@ class Api:
     app.url_map.merge_slashes = False
     log = Logger()
 
-    def __init__(self, env: flows.Environment, max_concurrent: int = 200):
+    def __init__(self, env: flows.Environment, max_concurrent: int = 200, demo=None):
         self._env = env
+        self._demo = demo
         self._clock = env.clock
         self._max_concurrent = max_concurrent
         self.in_flight = 0
@@ -142,44 +208,25 @@ class Api:
                 )
             self.in_flight += 1
             acquired = True
-            result = await endpoint.flow(self._env, req, started)
-            status, body = 200, endpoint.render(result, req)
-            outcome = "ok"
+            status, body = await answer(self._env, endpoint, req, started)
         except RequestError as e:
             status = e.status
             body = {"success": False, "error": e.message, **e.extra}
             headers = e.headers
-            outcome = f"refused {status}"
-        except DestinationBlocked as e:
-            status, body = 403, {"success": False, "error": e.message, "blocked": True}
-            outcome = "refused 403"
-        except flows.Failed as f:
-            status, body = 200, endpoint.render_failure(f, req)
-            outcome = f"failed {f.error.error_type}"
         except CancelledError:
             self.log.info(
-                "{endpoint} {target}: client went away after {ms} ms",
-                endpoint=endpoint.name,
-                target=_target(req),
-                ms=ms(self._clock.seconds() - started),
+                "{endpoint} {target}: client went away after {elapsedMs} ms",
+                **probe_event(endpoint, req, None, None, self._clock.seconds() - started),
             )
             raise
         except Exception:
             self.log.failure("{endpoint}: internal error", endpoint=endpoint.name)
             status, body = 500, {"success": False, "error": "Internal error"}
-            outcome = "internal error"
         finally:
             if acquired:
                 self.in_flight -= 1
-        if status == 200 and "elapsedMs" not in body:
-            body["elapsedMs"] = ms(self._clock.seconds() - started)
-        self.log.info(
-            "{endpoint} {target}: {outcome} in {ms} ms",
-            endpoint=endpoint.name,
-            target=_target(req),
-            outcome=outcome,
-            ms=ms(self._clock.seconds() - started),
-        )
+        event = probe_event(endpoint, req, status, body, self._clock.seconds() - started)
+        self.log.info(_LOG_FORMATS[event["outcome"]], **event)
         return _write_json(request, status, body, headers)
 
     for _endpoint in ENDPOINTS:
@@ -195,6 +242,12 @@ class Api:
         return _write_json(
             request, 200, {"status": "ok", "version": __version__, "inFlight": self.in_flight}
         )
+
+    @app.route("/api/demo", methods=["GET"])
+    def demo(self, request):
+        if self._demo is None:
+            raise NotFound()
+        return _write_json(request, 200, self._demo)
 
     @app.route("/api/openapi.json", methods=["GET"])
     def openapi_document(self, request):
@@ -228,6 +281,3 @@ class Api:
         headers = {"Allow": allowed} if allowed else None
         return _write_json(request, 405, {"success": False, "error": "Method not allowed"}, headers)
 
-
-def _target(req) -> str:
-    return "-" if req is None else req.target

@@ -46,6 +46,9 @@ class OptionsTests(SynchronousTestCase):
                 "read-timeout": 5000,
                 "dns-server": None,
                 "max-stanza-bytes": 4194304,
+                "access-log": 0,
+                "demo": 0,
+                "log-format": "text",
             },
         )
 
