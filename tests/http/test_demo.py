@@ -29,6 +29,18 @@ URL_LINE = re.compile(r"open (http://127\.0\.0\.1:(\d+)/#\S+)")
 START_TIMEOUT = 60
 
 
+#: The page scripts' wait: for a condition, polled, at most a minute.
+UNTIL = """
+const until = async (test, what) => {
+  for (let i = 0; i < 1200; i++) {
+    if (test()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error("no " + what);
+};
+"""
+
+
 def _missing(reason):
     """Skip for want of a tool, except in CI (CI=true), where that is a failure."""
     if os.environ.get("CI") == "true":
@@ -142,15 +154,8 @@ class DemoTests(TestCase):
         """
         if find_chromium() is None:
             raise _missing("chromium is not installed")
-        script = """
+        script = UNTIL + """
         (async () => {
-          const until = async (test, what) => {
-            for (let i = 0; i < 1200; i++) {
-              if (test()) return;
-              await new Promise((resolve) => setTimeout(resolve, 50));
-            }
-            throw new Error("no " + what);
-          };
           await until(() => document.body.dataset.demo === "on", "demo values");
           document.getElementById("tab-login").click();
           const form = document.getElementById("form-login");
@@ -173,6 +178,79 @@ class DemoTests(TestCase):
         self.assertTrue(seen["answer"]["success"], seen["answer"])
         self.assertEqual(seen["answer"]["jid"], "alice@localhost/portofcall")
         self.assertFalse(seen["rawOpen"])
+
+    def test_narrow_page(self):
+        """
+        At 400 px wide the tabs stay on one row, and the roster table's
+        headers break between words, never inside one.
+        """
+        if find_chromium() is None:
+            raise _missing("chromium is not installed")
+        script = UNTIL + """
+        (async () => {
+          await until(() => document.body.dataset.demo === "on", "demo values");
+          const rows = new Set([...document.querySelectorAll('[role="tab"]')].map(
+            (tab) => tab.getBoundingClientRect().top));
+          document.getElementById("tab-roster").click();
+          document.querySelector("#form-roster button.run").click();
+          await until(() => document.querySelector("table.roster th"), "roster table");
+          const broken = [];
+          for (const th of document.querySelectorAll("table.roster th")) {
+            const text = th.firstChild;
+            let at = 0;
+            for (const word of text.textContent.split(" ")) {
+              const range = document.createRange();
+              range.setStart(text, at);
+              range.setEnd(text, at + word.length);
+              if (range.getClientRects().length > 1) broken.push(word);
+              at += word.length + 1;
+            }
+          }
+          return {tabRows: rows.size, headers: document.querySelectorAll("table.roster th").length,
+                  broken, width: window.innerWidth};
+        })()
+        """
+        seen = evaluate(self.page_url, script, width=400)
+        self.assertEqual(seen["width"], 400)
+        self.assertEqual(seen["tabRows"], 1)
+        self.assertGreater(seen["headers"], 0)
+        self.assertEqual(seen["broken"], [])
+
+    def test_empty_contact_addresses(self):
+        """
+        Server information with empty contact address lists shows only the
+        kinds that have addresses (never "abuse-addresses: ,").
+        """
+        if find_chromium() is None:
+            raise _missing("chromium is not installed")
+        answer = {
+            "success": True, "message": "XMPP server information retrieved",
+            "host": "127.0.0.1", "port": 5222, "elapsedMs": 1,
+            "serverInfo": {
+                "identities": [], "features": [], "forms": {}, "software": None,
+                "pingMs": None, "errors": {"disco": None, "version": None, "ping": None},
+                "contactAddresses": {"abuse-addresses": [], "admin-addresses": [],
+                                     "support-addresses": ["mailto:help@localhost"]},
+            },
+        }  # fmt: skip
+        script = UNTIL + """
+        (async () => {
+          await until(() => document.body.dataset.demo === "on", "demo values");
+          const real = window.fetch;
+          window.fetch = (url, init) => String(url).endsWith("server-info")
+            ? Promise.resolve(new Response(JSON.stringify(ANSWER),
+                {status: 200, headers: {"Content-Type": "application/json"}}))
+            : real(url, init);
+          document.getElementById("tab-server-info").click();
+          document.querySelector("#form-server-info button.run").click();
+          await until(() => document.getElementById("raw").textContent, "answer");
+          return document.getElementById("details").innerText;
+        })()
+        """.replace("ANSWER", json.dumps(answer))
+        shown = evaluate(self.page_url, script)
+        self.assertIn("support-addresses: mailto:help@localhost", shown)
+        self.assertNotIn("abuse-addresses", shown)
+        self.assertNotIn("admin-addresses", shown)
 
 
 class DemoStopTests(TestCase):

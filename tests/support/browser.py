@@ -82,7 +82,7 @@ class _Pipe:
 
 def evaluate(url: str, expression: str, timeout: float = 60.0, width: int | None = None):
     """
-    Load C{url} in headless Chromium (a window C{width} pixels wide when
+    Load C{url} in headless Chromium (a viewport C{width} pixels wide when
     given), wait for its load event, evaluate C{expression} there (awaiting
     the promise it gives) and return its value.
     """
@@ -101,8 +101,6 @@ def evaluate(url: str, expression: str, timeout: float = 60.0, width: int | None
 
     with tempfile.TemporaryDirectory() as profile:
         flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"]
-        if width is not None:
-            flags.append(f"--window-size={width},800")
         process = subprocess.Popen(
             [chromium, *flags, "about:blank"],
             stdin=subprocess.DEVNULL,
@@ -120,6 +118,9 @@ def evaluate(url: str, expression: str, timeout: float = 60.0, width: int | None
                 "sessionId"
             ]
             pipe.call("Page.enable", session=session)
+            if width is not None:
+                metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+                pipe.call("Emulation.setDeviceMetricsOverride", metrics, session=session)
             pipe.call("Page.navigate", {"url": url}, session=session)
             pipe.wait_event("Page.loadEventFired", session)
             result = pipe.call(
