@@ -151,13 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     server = seeded_prosody(base, c2s_port=args.port, s2s_port=args.s2s_port)
     try:
         server.start()
-    except ProsodyError as e:
-        first = str(e).splitlines()[0]
+    except servers.PortClash:
         print(
-            f"prosody.py: {first}: c2s {args.port} or s2s {args.s2s_port} is taken? "
-            "Choose others with --port and --s2s-port.",
+            f"prosody.py: port {args.port} or {args.s2s_port} on {server.host} is already in "
+            "use (Debian's own Prosody?): choose others with --port and --s2s-port",
             file=sys.stderr,
         )
+        return 2
+    except ProsodyError as e:
+        print(f"prosody.py: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     accounts = ", ".join(
         f"{user}@{domain} / {password!r}"
