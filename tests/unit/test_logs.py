@@ -175,7 +175,12 @@ class LogFormatOptionTests(SynchronousTestCase):
         """
         from twisted.logger import ILogObserver
 
-        path = self.mktemp()
+        import os
+        import tempfile
+
+        fd, path = tempfile.mkstemp(suffix=".log")
+        os.close(fd)
+        self.addCleanup(os.remove, path)
 
         class Twistd(dict):
             pass
