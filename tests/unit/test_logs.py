@@ -173,10 +173,10 @@ class LogFormatOptionTests(SynchronousTestCase):
         json: the application gets an ILogObserver writing one JSON object
         a line, to the file twistd's --logfile names.
         """
-        from twisted.logger import ILogObserver
-
         import os
         import tempfile
+
+        from twisted.logger import ILogObserver
 
         fd, path = tempfile.mkstemp(suffix=".log")
         os.close(fd)
