@@ -645,15 +645,19 @@ class DemoService(service.Service):
 
     L{prepare} starts it (blocking, before the reactor runs);
     L{stopService} stops it.
+
+    @ivar base_dir: its directory (made by L{prepare}).
+    @ivar ca_path: the PEM file of the roots this service trusts: the
+        operator's C{--ca-file} and the demo CA.
     """
 
     log = Logger()
 
-    def __init__(self, base_dir: str | os.PathLike[str] | None = None):
-        self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="portofcall-demo-"))
+    def __init__(self):
+        self.base_dir: Path | None = None
+        self.ca_path: Path | None = None
         self.server: ProsodyServer | None = None
         self.info: dict | None = None
-        self.ca_path = self.base_dir / "ca.pem"
 
     def prepare(self, ca_file: str | None = None) -> dict:
         """
@@ -668,6 +672,8 @@ class DemoService(service.Service):
         """
         if not (find_prosody() and find_prosodyctl()):
             raise SystemExit(f"portofcall-xmpp: {INSTALL_HINT}")
+        self.base_dir = Path(tempfile.mkdtemp(prefix="portofcall-demo-"))
+        self.ca_path = self.base_dir / "ca.pem"
         maker = certmaker.Maker(
             self.base_dir / "ca",
             datetime.datetime.now(datetime.UTC).replace(microsecond=0),
@@ -683,6 +689,7 @@ class DemoService(service.Service):
         try:
             server.start()
         except ProsodyError as e:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
             raise SystemExit(f"portofcall-xmpp: --demo: {str(e).splitlines()[0]}") from None
         self.server = server
         self.info = {
@@ -709,4 +716,5 @@ class DemoService(service.Service):
         if self.server is not None:
             self.server.stop()
             self.server = None
-        shutil.rmtree(self.base_dir, ignore_errors=True)
+        if self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -113,6 +114,7 @@ class DemoTests(TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.stop()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
 
     def get(self, path):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as r:
@@ -259,6 +261,7 @@ class DemoStopTests(TestCase):
         if find_prosody() is None:
             raise _missing("Prosody is not installed")
         workdir = tempfile.mkdtemp(prefix="portofcall-demo-stop-")
+        self.addCleanup(shutil.rmtree, workdir, True)
         log_path = os.path.join(workdir, "twistd.log")
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
@@ -293,12 +296,17 @@ class NoProsodyTests(TestCase):
     def test_missing_prosody(self):
         """Without Prosody, --demo says how to install it in one line and exits non-zero."""
         empty = tempfile.mkdtemp(prefix="portofcall-no-prosody-")
+        self.addCleanup(shutil.rmtree, empty, True)
         result = subprocess.run(
             twistd_argv("-n", "--pidfile=", "portofcall-xmpp", "--demo",
                         "--listen", "tcp:0:interface=127.0.0.1"),  # fmt: skip
             capture_output=True,
             text=True,
-            env=_env(PROSODY=os.path.join(empty, "prosody"), PROSODYCTL=os.path.join(empty, "x")),
+            env=_env(
+                PROSODY=os.path.join(empty, "prosody"),
+                PROSODYCTL=os.path.join(empty, "x"),
+                TMPDIR=empty,
+            ),
             timeout=60,
         )
         self.assertNotEqual(result.returncode, 0)
@@ -308,6 +316,7 @@ class NoProsodyTests(TestCase):
              "apt-get install -y prosody"],
         )  # fmt: skip
         self.assertNotIn("Traceback", result.stdout + result.stderr)
+        self.assertEqual(os.listdir(empty), [], "a directory left behind")
 
 
 class NotDemoTests(TestCase):

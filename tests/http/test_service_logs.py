@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def stop(process):
 class JSONLogTests(TestCase):
     def setUp(self):
         workdir = tempfile.mkdtemp(prefix="portofcall-logs-")
+        self.addCleanup(shutil.rmtree, workdir, True)
         self.logfile = os.path.join(workdir, "service.log")
         self.process = twistd(
             "--logfile", self.logfile, "portofcall-xmpp", "--log-format", "json",
