@@ -27,8 +27,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
+
+from twisted.python import usage
 
 from . import __version__, tap, validate
 from .endpoints import ENDPOINTS, Endpoint
@@ -168,7 +171,7 @@ def service_options(args) -> tap.Options:
     options = tap.Options()
     try:
         options.parseOptions(argv)
-    except tap.usage.UsageError as e:
+    except usage.UsageError as e:
         raise Usage(str(e)) from e
     return options
 
@@ -393,8 +396,6 @@ async def run(reactor, args, *, out, err, environ, stdin_isatty, ask=getpass.get
         if progress is not None:
             progress.stop()
     if args.json:
-        import json
-
         out.write(json.dumps(answer_body, ensure_ascii=False) + "\n")
     else:
         colour = out.isatty() and "NO_COLOR" not in environ
