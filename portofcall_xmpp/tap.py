@@ -122,9 +122,6 @@ class Options(usage.Options):
             "four times this (at least 16 MiB) in all.",
             _positive_int("max-stanza-bytes", 1024, 1024 * 1024 * 1024),
         ],
-    ]
-
-    optParameters += [
         [
             "log-format",
             None,
