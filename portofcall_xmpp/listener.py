@@ -43,7 +43,8 @@ class BoundedChannel(HTTPChannel):
     limit on how long an unread answer is kept.  Built only by L{BoundedSite}.
     """
 
-    _log = Logger()
+    # Not HTTPChannel's own _log: its lines keep their twisted.web namespace.
+    _limits_log = Logger(namespace="portofcall_xmpp.listener")
     _deadline = None
     _unread = None
     request_seen = False
@@ -83,7 +84,7 @@ class BoundedChannel(HTTPChannel):
 
     def evict(self) -> None:
         """Close this connection at once to make room for a new one."""
-        self._log.info("Closing a slow or idle HTTP client to admit a new one")
+        self._limits_log.info("Closing a slow or idle HTTP client to admit a new one")
         self.transport.abortConnection()
 
     def _arm_deadline(self):
@@ -91,12 +92,12 @@ class BoundedChannel(HTTPChannel):
 
     def _deadline_passed(self):
         self._deadline = None
-        self._log.info("HTTP request did not arrive whole in time; closing")
+        self._limits_log.info("HTTP request did not arrive whole in time; closing")
         self.transport.abortConnection()
 
     def _drop_unread(self):
         self._unread = None
-        self._log.info("HTTP client does not read its answer; dropping it")
+        self._limits_log.info("HTTP client does not read its answer; dropping it")
         self.transport.abortConnection()
 
     def _cancel(self, name):
@@ -113,6 +114,8 @@ class BoundedSite(Site):
 
     @param resource: the root resource.
     @param reactor: the clock for every timeout (L{IReactorTime}).
+    @param access_log: log every HTTP request (C{--access-log}); off, the
+        probes log only their own line.
     """
 
     protocol = BoundedChannel
@@ -126,8 +129,10 @@ class BoundedSite(Site):
         request_deadline: float = REQUEST_DEADLINE,
         idle_timeout: float = IDLE_TIMEOUT,
         unread_timeout: float = UNREAD_TIMEOUT,
+        access_log: bool = False,
     ):
         super().__init__(resource, timeout=idle_timeout, reactor=reactor)
+        self.access_log = access_log
         self.max_connections = max_connections
         self.request_deadline = request_deadline
         self.unread_timeout = unread_timeout
@@ -143,6 +148,10 @@ class BoundedSite(Site):
         channel = super().buildProtocol(addr)
         self.channels[channel] = None
         return channel
+
+    def log(self, request):
+        if self.access_log:
+            super().log(request)
 
     def channel_closed(self, channel) -> None:
         self.channels.pop(channel, None)

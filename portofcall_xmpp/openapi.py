@@ -111,6 +111,33 @@ def _paths() -> dict:
                     "responses": {"200": {"description": "Up.", "content": _json(ref("Health"))}},
                 }
             },
+            "/api/demo": {
+                "get": {
+                    "operationId": "demo",
+                    "tags": ["service"],
+                    "summary": "The demo server and account (`--demo` only)",
+                    "responses": {
+                        "200": {
+                            "description": "Where the throw-away Prosody of `--demo` listens, "
+                            "and an account on it; the page fills its forms from it.",
+                            "content": _json(
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "host": {"type": "string"},
+                                        "port": {"type": "integer"},
+                                        "domain": {"type": "string"},
+                                        "username": {"type": "string"},
+                                        "password": {"type": "string"},
+                                    },
+                                    "required": ["host", "port", "domain", "username", "password"],
+                                }
+                            ),
+                        },
+                        "404": not_found,
+                    },
+                }
+            },
             "/api/openapi.json": {
                 "get": {
                     "operationId": "openapi",

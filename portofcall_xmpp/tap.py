@@ -27,6 +27,7 @@ from .stream import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_STANZA_BYTES, Budget
 _log = Logger()
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
+LOG_FORMATS = ("text", "json")
 
 
 def _positive_int(name, low, high):
@@ -38,6 +39,15 @@ def _positive_int(name, low, high):
         if not low <= number <= high:
             raise usage.UsageError(f"--{name} must be from {low} to {high}")
         return number
+
+    return parse
+
+
+def _choice(name, choices):
+    def parse(value):
+        if value not in choices:
+            raise usage.UsageError(f"--{name} must be one of: {', '.join(choices)}")
+        return value
 
     return parse
 
@@ -77,6 +87,13 @@ class Options(usage.Options):
             None,
             "Also allow destinations that are not globally routable (loopback, RFC 1918, "
             "CGNAT, link-local, ULA, ...). Off: such destinations get 403.",
+        ],
+        ["access-log", None, "Also log every HTTP request (off: one line per probe only)."],
+        [
+            "demo",
+            None,
+            "Also start a throw-away local Prosody (accounts, rosters, TLS with its own CA) "
+            "to try the service on; implies --allow-private. Needs Prosody installed.",
         ],
     ]
 
@@ -155,6 +172,15 @@ class Options(usage.Options):
             "YAML file of modules for GET /probe, in the XMPP Blackbox Exporter's shape "
             "(prober c2s, s2s, login or ping); the built-in modules are always there.",
         ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text or json: json writes one JSON object per line (one line per probe, with "
+            "endpoint, host, port, domain, outcome, errorType, elapsedMs, phases), to where "
+            "twistd's --logfile says.",
+            _choice("log-format", LOG_FORMATS),
+        ],
     ]
 
     def getUsage(self, width=None):
@@ -176,6 +202,8 @@ class Options(usage.Options):
             except ConfigError as e:
                 # One line, without the usage text twistd prints for a UsageError.
                 raise SystemExit(f"portofcall-xmpp: --probe-config: {e}") from None
+        if self["demo"]:
+            self["allow-private"] = True
         if self["dns-server"] is not None:
             self["dns-server"] = _host_port(self["dns-server"])
         if self["ca-file"] is not None:
@@ -212,9 +240,12 @@ def _thread_pool(reactor, name, size):
     return pool
 
 
-def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
+def build_env(options, reactor, *, getaddrinfo=None, resolv_servers=None):
     """
-    The L{web.Api} for parsed C{options}, on C{reactor}.
+    The L{flows.Environment} every probe runs in, for parsed C{options}
+    (C{read-timeout}, C{dns-server}, C{allow-private}, C{ca-file},
+    C{max-stanza-bytes}: a mapping such as L{Options}), on C{reactor}.  The
+    service (L{build_api}) and the command line (L{cli}) both build theirs here.
 
     @param getaddrinfo: the system resolver's C{getaddrinfo} (tests pass a
         stand-in); by default L{socket.getaddrinfo}.
@@ -237,7 +268,6 @@ def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
         make_srv_resolver,
     )
     from .tlsinfo import Trust
-    from .web import Api
 
     read_timeout = options["read-timeout"] / 1000.0
     if options["dns-server"] is not None:
@@ -257,7 +287,7 @@ def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
     policy = Policy(allow_private=options["allow-private"])
     targets = TargetRate(reactor, options["per-target-rate"])
     connector = Connector(reactor, resolver, policy, read_timeout, admit=targets.acquire)
-    env = Environment(
+    return Environment(
         connect=connector.connect,
         clock=reactor,
         read_timeout=read_timeout,
@@ -271,16 +301,90 @@ def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None):
         srv_resolver=srv_resolver,
         policy=policy,
     )
+
+
+def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None, demo=None):
+    """
+    The L{web.Api} for parsed C{options}, on C{reactor} (the environment of
+    L{build_env}, which documents the keywords).
+
+    @param demo: what C{GET /api/demo} answers, or None (a 404).
+    """
+    from .web import Api
+
+    env = build_env(options, reactor, getaddrinfo=getaddrinfo, resolv_servers=resolv_servers)
     return Api(
         env,
         max_concurrent=options["max-concurrent"],
         failed_logins=FailedLogins(reactor, options["max-failed-logins"]),
         modules=getattr(options, "modules", None),
+        demo=demo,
     )
 
 
+class ServiceTop(service.MultiService):
+    """
+    The service's top: its children, the log observer of C{--log-format}
+    (set on the application, which twistd's logger then uses), and a
+    one-line error when C{--listen} cannot listen.
+
+    @param listen: the C{--listen} endpoint, for the error.
+    @param observer: an L{ILogObserver} for the application, or None for
+        twistd's own (text, where C{--logfile} says).
+    """
+
+    def __init__(self, listen, observer=None):
+        super().__init__()
+        self.listen = listen
+        self.observer = observer
+
+    def setServiceParent(self, parent):
+        super().setServiceParent(parent)
+        if self.observer is not None:
+            from twisted.logger import ILogObserver
+
+            parent.setComponent(ILogObserver, self.observer)
+
+    def privilegedStartService(self):
+        from twisted.internet.error import CannotListenError
+
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            reason = e.socketError.strerror if e.socketError is not None else e
+            raise SystemExit(
+                f"portofcall-xmpp: cannot listen on {self.listen}: {reason} "
+                "(choose another endpoint with --listen)"
+            ) from None
+
+
+def log_observer(options):
+    """
+    The log observer of C{--log-format}: None for text (twistd's own), for
+    json L{logs.json_observer} writing where twistd would have written
+    (C{--logfile FILE}, C{-} or C{-n} without C{--logfile}: stdout,
+    otherwise C{twistd.log}).
+    """
+    if options["log-format"] == "text":
+        return None
+    from twisted.python.logfile import LogFile
+
+    from .logs import json_observer
+
+    twistd = getattr(options, "parent", None) or {}
+    logfile = twistd.get("logfile")
+    if logfile == "-" or (not logfile and twistd.get("nodaemon", True)):
+        out = sys.stdout
+    else:
+        out = LogFile.fromFullPath(logfile or "twistd.log")
+    return json_observer(out)
+
+
 def makeService(options, reactor=None):
-    """A C{MultiService} serving the API on C{--listen}."""
+    """
+    A L{ServiceTop} serving the API on C{--listen}, with the throw-away
+    Prosody of C{--demo} (started before it serves, stopped after).
+    """
     if reactor is None:
         from twisted.internet import reactor
     from .web import LimitedRequest
@@ -288,13 +392,27 @@ def makeService(options, reactor=None):
     limit = raise_open_file_limit()
     if limit is not None:
         _log.info("open-file limit {before} -> {after}", before=limit[0], after=limit[1])
+    top = ServiceTop(options["listen"], log_observer(options))
+    demo = None
+    if options["demo"]:
+        from .demo import DemoService
+
+        demo = DemoService()
+        demo.setServiceParent(top)
+        demo.prepare(options["ca-file"])
+        options["ca-file"] = str(demo.ca_path)
     site = BoundedSite(
-        build_api(options, reactor).resource(),
+        build_api(options, reactor, demo=demo and demo.info).resource(),
         reactor,
         max_connections=options["max-connections"],
+        access_log=options["access-log"],
     )
     site.requestFactory = LimitedRequest
     site.displayTracebacks = False
-    top = service.MultiService()
-    strports.service(options["listen"], site, reactor=reactor).setServiceParent(top)
+    http = strports.service(options["listen"], site, reactor=reactor)
+    if demo is not None:
+        from .demo import Announcing
+
+        http.endpoint = Announcing(http.endpoint, demo.announce)
+    http.setServiceParent(top)
     return top

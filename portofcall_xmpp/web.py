@@ -153,6 +153,80 @@ class _Counted(Resource):
         return self._inner.render(request)
 
 
+async def answer(
+    env: flows.Environment, endpoint: Endpoint, req, started: float, *, progress=None, watch=None
+):
+    """
+    Run C{req}'s probe through C{endpoint}'s flow and renderers: a coroutine
+    of C{(status, body)}: 200 and the answer when the probe ran (whether it
+    succeeded or failed), 403 and a refusal when the destination is not
+    allowed.  A L{RequestError} or L{RateLimited} of the flow propagates.  The
+    web layer and the command line (L{cli}) both answer through here.
+
+    @param progress: for an endpoint with progress events (C{render_event}):
+        called with each item as it finishes.
+    @param watch: C{watch(ran)} -> an awaitable of what the flow's Deferred
+        C{ran} gives, seeing it first (the web layer counts it).
+    """
+    if progress is None:
+        ran = endpoint.flow(env, req, started)
+    else:
+        ran = endpoint.flow(env, req, started, progress)
+    try:
+        result = await (ran if watch is None else watch(ran))
+        body = endpoint.render(result, req)
+    except DestinationBlocked as e:
+        return 403, render.blocked_json(e)
+    except flows.Failed as f:
+        body = endpoint.render_failure(f, req)
+    if "elapsedMs" not in body:
+        body["elapsedMs"] = ms(env.clock.seconds() - started)
+    return 200, body
+
+
+#: The text of the one log line of a probe, by outcome (L{probe_event}).
+_LOG_FORMATS = {
+    "ok": "{endpoint} {target}: ok in {elapsedMs} ms",
+    "failed": "{endpoint} {target}: failed {errorType} in {elapsedMs} ms",
+    "refused": "{endpoint} {target}: refused {status} in {elapsedMs} ms",
+    "error": "{endpoint} {target}: internal error in {elapsedMs} ms",
+}
+
+
+def probe_event(endpoint: Endpoint, req, status, body, elapsed: float) -> dict:
+    """
+    The fields of a probe's log event (SPEC §9): C{endpoint}, C{target},
+    C{host}, C{port}, C{domain} (those the request has; None before it
+    parsed), C{outcome} (C{ok}, C{failed}, C{refused}, C{error}, or
+    C{cancelled} when C{status} is None: the client went away), C{status}
+    (HTTP), C{errorType} (of a failed probe), C{elapsedMs} and C{phases} (of
+    an auth probe).  Never a credential: nothing else of the request or the
+    answer is taken.
+    """
+    fields = getattr(req, "auth", req)
+    body = body or {}
+    if status is None:
+        outcome = "cancelled"
+    elif status == 200:
+        outcome = "ok" if body.get("success") else "failed"
+    elif status >= 500:
+        outcome = "error"
+    else:
+        outcome = "refused"
+    return {
+        "endpoint": endpoint.name,
+        "target": "-" if req is None else req.target,
+        "host": getattr(fields, "host", None),
+        "port": getattr(fields, "port", None),
+        "domain": getattr(fields, "domain", None),
+        "outcome": outcome,
+        "status": status,
+        "errorType": body.get("errorType") if outcome == "failed" else None,
+        "elapsedMs": ms(elapsed),
+        "phases": body.get("phases"),
+    }
+
+
 def _probe_route(endpoint: Endpoint):
     """The route handler of C{endpoint}: L{Api._run} with that row."""
 
@@ -174,6 +248,8 @@ class Api:
         answered 429) is counted with C{metrics.refused(e.kind)}.
     @param modules: the C{/probe} modules by name (L{probe_config.load});
         by default the built-in ones.
+    @param demo: what C{GET /api/demo} answers (the demo server and account
+        of C{--demo}); None: that path is a 404.
     """
 
     app = Klein()
@@ -189,8 +265,10 @@ class Api:
         failed_logins: FailedLogins | None = None,
         metrics: ServiceMetrics | None = None,
         modules: dict[str, Module] | None = None,
+        demo=None,
     ):
         self._env = env
+        self._demo = demo
         self._clock = env.clock
         self._max_concurrent = max_concurrent
         self._failed_logins = (
@@ -214,14 +292,26 @@ class Api:
             )
         self.in_flight += 1
 
-    async def _counted(self, name: str, ran: Deferred, started: float):
-        """What C{ran} fires with; the probe is counted as ok or by its errorType."""
+    async def _watch(self, endpoint: Endpoint, req, ran: Deferred, started: float):
+        """
+        What the flow's Deferred C{ran} gives, after counting the probe as ok
+        or by its errorType, and a login the server refused against
+        C{--max-failed-logins}.
+        """
         try:
             result = await ran
         except flows.Failed as f:
-            self.metrics.probe_done(name, f.error.error_type, self._clock.seconds() - started)
+            self.metrics.probe_done(
+                endpoint.name, f.error.error_type, self._clock.seconds() - started
+            )
+            if req.account is not None and _credentials_refused(f):
+                self._failed_logins.failed(req.account)
             raise
-        self.metrics.probe_done(name, None, self._clock.seconds() - started)
+        self.metrics.probe_done(endpoint.name, None, self._clock.seconds() - started)
+        if req.account is not None and endpoint.login_failure is not None:
+            refused = endpoint.login_failure(result)
+            if refused is not None and _credentials_refused(refused):
+                self._failed_logins.failed(req.account)
         return result
 
     # -- the probes
@@ -238,66 +328,43 @@ class Api:
                 self._failed_logins.check(req.account)
             self._acquire()
             acquired = True
+            progress = None
             if endpoint.render_event is not None and _wants_events(request):
                 events = _EventStream(request)
-                ran = endpoint.flow(
-                    self._env,
-                    req,
-                    started,
-                    lambda item: events.send("endpoint", endpoint.render_event(item, req)),
-                )
-            else:
-                events = None
-                ran = endpoint.flow(self._env, req, started)
-            result = await self._counted(endpoint.name, ran, started)
-            if req.account is not None and endpoint.login_failure is not None:
-                refused = endpoint.login_failure(result)
-                if refused is not None and _credentials_refused(refused):
-                    self._failed_logins.failed(req.account)
-            status, body = 200, endpoint.render(result, req)
-            outcome = "ok"
+
+                def progress(item):
+                    events.send("endpoint", endpoint.render_event(item, req))
+
+            status, body = await answer(
+                self._env,
+                endpoint,
+                req,
+                started,
+                progress=progress,
+                watch=lambda ran: self._watch(endpoint, req, ran, started),
+            )
         except RequestError as e:
             status = e.status
             body = {"success": False, "error": e.message, **e.extra}
             headers = e.headers
-            outcome = f"refused {status}"
-        except DestinationBlocked as e:
-            status, body = 403, render.blocked_json(e)
-            outcome = "refused 403"
         except RateLimited as e:
             status, body = 429, {"success": False, "error": e.message, "rateLimited": e.kind}
             headers = {"Retry-After": str(e.retry_after)}
-            outcome = f"refused 429 ({e.kind})"
             self.metrics.refused(e.kind)
-        except flows.Failed as f:
-            if req.account is not None and _credentials_refused(f):
-                self._failed_logins.failed(req.account)
-            status, body = 200, endpoint.render_failure(f, req)
-            outcome = f"failed {f.error.error_type}"
         except CancelledError:
             self.log.info(
-                "{endpoint} {target}: client went away after {ms} ms",
-                endpoint=endpoint.name,
-                target=_target(req),
-                ms=ms(self._clock.seconds() - started),
+                "{endpoint} {target}: client went away after {elapsedMs} ms",
+                **probe_event(endpoint, req, None, None, self._clock.seconds() - started),
             )
             raise
         except Exception:
             self.log.failure("{endpoint}: internal error", endpoint=endpoint.name)
             status, body = 500, {"success": False, "error": "Internal error"}
-            outcome = "internal error"
         finally:
             if acquired:
                 self.in_flight -= 1
-        if status == 200 and "elapsedMs" not in body:
-            body["elapsedMs"] = ms(self._clock.seconds() - started)
-        self.log.info(
-            "{endpoint} {target}: {outcome} in {ms} ms",
-            endpoint=endpoint.name,
-            target=_target(req),
-            outcome=outcome,
-            ms=ms(self._clock.seconds() - started),
-        )
+        event = probe_event(endpoint, req, status, body, self._clock.seconds() - started)
+        self.log.info(_LOG_FORMATS[event["outcome"]], **event)
         if events is not None:
             events.send("report", body)
             return b""
@@ -403,6 +470,12 @@ class Api:
         return _write_json(
             request, 200, {"status": "ok", "version": __version__, "inFlight": self.in_flight}
         )
+
+    @app.route("/api/demo", methods=["GET"])
+    def demo(self, request):
+        if self._demo is None:
+            raise NotFound()
+        return _write_json(request, 200, self._demo)
 
     @app.route("/api/openapi.json", methods=["GET"])
     def openapi_document(self, request):

@@ -237,10 +237,12 @@
     forms.push(form);
   }
 
-  // -- tabs (the URL's fragment names the open one: /#login)
+  // -- tabs (the URL's fragment names the open one: /#login; its name=value
+  // parts fill the forms: /#login&host=127.0.0.1&port=5222)
 
   function tabOf(hash) {
-    return tabs.find((t) => "#" + t.id.replace(/^tab-/, "") === hash) || null;
+    const name = hash.replace(/^#/, "").split("&").find((part) => part && !part.includes("="));
+    return tabs.find((t) => t.id === "tab-" + name) || null;
   }
 
   function select(tab, focus) {
@@ -296,6 +298,49 @@
       if (source.type === "checkbox") target.checked = source.checked;
       else target.value = source.value;
     }
+  }
+
+  // -- values given from outside: the URL's fragment, the demo server
+
+  //: Fields the URL's fragment may fill (never a password: it is not for URLs).
+  const FROM_URL = new Set(["host", "port", "domain", "username"]);
+
+  // Sets each named field of every form that has it; a port only where it
+  // is a client port (as the first form's), not the server-to-server one.
+  function fill(values) {
+    const clientPort = forms.map((f) => f.elements.namedItem("port")).find(Boolean);
+    for (const form of forms) {
+      for (const [name, value] of Object.entries(values)) {
+        const control = form.elements.namedItem(name);
+        if (!control || value === null || value === undefined) continue;
+        if (name === "port" && schemaOf.get(control) !== schemaOf.get(clientPort)) continue;
+        control.value = String(value);
+      }
+    }
+  }
+
+  function fillFromUrl() {
+    const values = {};
+    for (const part of location.hash.replace(/^#/, "").split("&")) {
+      const at = part.indexOf("=");
+      if (at < 1) continue;
+      const name = decodeURIComponent(part.slice(0, at));
+      if (FROM_URL.has(name)) values[name] = decodeURIComponent(part.slice(at + 1));
+    }
+    fill(values);
+  }
+
+  // With twistd's --demo, api/demo names the demo server and an account on
+  // it (404 otherwise): every form starts filled with them.
+  async function fillFromDemo() {
+    const response = await fetch("api/demo", {
+      headers: { "Accept": "application/json" },
+      credentials: "same-origin",
+    });
+    if (!response.ok) return;
+    const demo = await response.json();
+    fill(demo);
+    document.body.dataset.demo = "on";
   }
 
   // -- the request
@@ -382,7 +427,7 @@
     clear();
     renderSummary(response, data);
     rawBox.hidden = false;
-    rawBox.open = true;
+    rawBox.open = false; // under the readable result, opened on demand
     if (!data || typeof data !== "object") {
       raw.textContent = text;
       return;
@@ -435,8 +480,9 @@
       software: [software.name, software.version, software.os].filter(Boolean).join(" "),
       ping: info.pingMs === null || info.pingMs === undefined ? null : info.pingMs + " ms",
       features: info.features,
-      contacts: Object.entries(info.contactAddresses || {}).map(
-        ([kind, values]) => kind + ": " + values.join(", ")),
+      contacts: Object.entries(info.contactAddresses || {})
+        .filter(([, values]) => Array.isArray(values) && values.length)
+        .map(([kind, values]) => kind + ": " + values.join(", ")),
     };
     facts(part, rows, [
       ["Identities", "identities"],
@@ -949,6 +995,8 @@
       if (item.post) buildForm(doc, path, item.post);
     }
     setupTabs();
+    fillFromUrl();
+    await fillFromDemo();
     const linked = linkedForm(location.hash);
     for (const form of forms) {
       form.addEventListener("submit", (event) => {

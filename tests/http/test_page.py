@@ -339,7 +339,7 @@ def _dump(chromium, fragment):
     try:
         line = server.stdout.readline()
         assert line.strip().isdigit(), f"the test server did not start: {line!r}"
-        with tempfile.TemporaryDirectory() as profile:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
             return subprocess.run(
                 [
                     chromium,

@@ -148,5 +148,5 @@ async def test_srv_many_targets_bounded(dns_and_service):
     texts = [formatEvent(e) for e in events]
     sockets = [t for t in texts if "UDP" in t or "DNS" in t]
     assert len(sockets) == 2, texts
-    ours = [e for e in events if e.get("log_namespace", "").startswith("portofcall_xmpp")]
+    ours = [e for e in events if e.get("log_namespace", "").startswith("portofcall_xmpp.web")]
     assert len(ours) == 1, texts

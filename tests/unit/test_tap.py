@@ -52,6 +52,9 @@ class OptionsTests(SynchronousTestCase):
                 "max-failed-logins": 10,
                 "max-buffered-bytes": 268435456,
                 "probe-config": None,
+                "access-log": 0,
+                "demo": 0,
+                "log-format": "text",
             },
         )
 

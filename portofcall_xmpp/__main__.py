@@ -1,0 +1,5 @@
+"""C{python -m portofcall_xmpp}: the command line (L{cli})."""
+
+from .cli import main
+
+main()
