@@ -6,9 +6,22 @@ hold, so tests can prove the service left none open.
 
 from __future__ import annotations
 
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 from twisted.internet import reactor as default_reactor
+from twisted.internet.interfaces import IPullProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
+from zope.interface import implementer
+
+ROOT = Path(__file__).resolve().parents[2]
 
 HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
@@ -135,7 +148,67 @@ class Scripted(Hostile):
             self.write(reply)
 
 
+class Paced(Hostile):
+    """
+    Once the client's stream header has arrived, send the payload
+    C{self.factory.chunk} bytes every C{self.factory.interval} seconds.
+    """
+
+    loop = None
+
+    def on_data(self):
+        if self.loop is None and b"version='1.0'" in self.received:
+            self.data = memoryview(self.factory.payload)
+            self.loop = LoopingCall(self.tick)
+            self.loop.clock = self.factory.clock
+            self.loop.start(self.factory.interval)
+
+    def tick(self):
+        chunk, self.data = self.data[: self.factory.chunk], self.data[self.factory.chunk :]
+        self.write(bytes(chunk))
+        if not self.data:
+            self.stop()
+
+    def stop(self):
+        if self.loop is not None and self.loop.running:
+            self.loop.stop()
+
+
+@implementer(IPullProducer)
+class Endless(Scripted):
+    """
+    Follow C{self.factory.script} like L{Scripted}; once it is done, write
+    C{self.factory.unit} again and again, as fast as the client reads, until
+    the client closes.  C{sent} counts every byte written.
+    """
+
+    sent = 0
+    producing = False
+
+    def write(self, data):
+        super().write(data)
+        self.sent += len(data)
+
+    def on_data(self):
+        super().on_data()
+        if not self.script and not self.producing and self.transport is not None:
+            self.producing = True
+            self.transport.registerProducer(self, False)
+
+    def resumeProducing(self):
+        self.write(self.factory.unit)
+
+    def stopProducing(self):
+        self.producing = False
+
+
 class HostileFactory(Factory):
+    """
+    Builds one hostile protocol per connection; C{attrs} configure it
+    (C{payload}, C{script}, C{interval}, ...).  C{live} holds the connections
+    open now, C{connections} counts them all.
+    """
+
     noisy = False
 
     def __init__(self, protocol, clock=None, **attrs):
@@ -252,3 +325,190 @@ def servers():
             "tls",
         ),
     }  # fmt: skip
+
+
+# --------------------------------------------------------------------------
+# Issue 8's hostile payloads (tests/hostile/test_isolation.py, bench/hostile.py)
+
+DISCO_RESULT_OPEN = (
+    b"<iq type='result' id='disco1' from='localhost'>"
+    b"<query xmlns='http://jabber.org/protocol/disco#info'>"
+    b"<identity category='server' type='im'/>"
+)
+BIND_RESULT = (
+    b"<iq type='result' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+    b"<jid>probe@localhost/portofcall</jid></bind></iq>"
+)
+PADDING = b"<feature var='urn:example:padding' note='" + b"p" * 40 + b"'/>"
+
+
+def features_block(children: bytes) -> bytes:
+    """A stream header and one features block holding C{children}."""
+    return HEADER + b"<stream:features>" + children + b"</stream:features>"
+
+
+def namespaced_children(n: int) -> bytes:
+    """C{n} empty children of a features block, each in its own namespace."""
+    return b"".join(b"<f xmlns='urn:example:f%d'/>" % i for i in range(n))
+
+
+def mechanisms(n: int) -> bytes:
+    """A SASL mechanisms element offering C{n} distinct mechanisms."""
+    return (
+        b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+        + b"".join(b"<mechanism>M%d</mechanism>" % i for i in range(n))
+        + b"</mechanisms>"
+    )
+
+
+def padding(size: int, unit: bytes = PADDING) -> bytes:
+    """At least C{size} bytes of C{unit} repeated (children of a features block)."""
+    return unit * -(-size // len(unit))
+
+
+def disco_script(n: int) -> list:
+    """A login, then a disco#info result listing C{n} features; version and ping answered."""
+    disco = (
+        DISCO_RESULT_OPEN
+        + b"".join(b"<feature var='urn:example:f%d'/>" % i for i in range(n))
+        + b"</query></iq>"
+    )
+    return login_script(bind_reply=BIND_RESULT) + [
+        (b"disco1", disco),
+        (b"version1", b"<iq type='result' id='version1' from='localhost'>"
+                      b"<query xmlns='jabber:iq:version'><name>hostile</name></query></iq>"),
+        (b"ping1", b"<iq type='result' id='ping1' from='localhost'/>"),
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------
+# The service as a separate process, and /api/health sampled beside it
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_supports(option: str) -> bool:
+    """Whether C{twistd portofcall-xmpp} has the long option C{option}."""
+    from portofcall_xmpp import tap
+
+    names = [p[0] for p in tap.Options.optParameters] + [f[0] for f in tap.Options.optFlags]
+    return option in names
+
+
+class ServiceProcess:
+    """
+    The service under C{twistd -n portofcall-xmpp --allow-private} in its own
+    process, on a free port of 127.0.0.1, so that its CPU time and peak RSS
+    are its own (read from C{/proc}).  The per-target rate limit, where the
+    service has one, is turned off: hostile tests send hundreds of probes to
+    one loopback address.
+    """
+
+    def __init__(self, *args: str, log: Path | None = None):
+        self.port = free_port()
+        argv = [
+            sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+            "-n", "--pidfile=", "-l", str(log) if log else "/dev/null",
+            "portofcall-xmpp", "--allow-private",
+            "--listen", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024",
+            *args,
+        ]  # fmt: skip
+        if service_supports("per-target-rate"):
+            argv += ["--per-target-rate", "0"]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.pid = self.proc.pid
+
+    def wait_listening(self, seconds: float = 60.0) -> None:
+        """Block until the service accepts connections (a generous start-up bound)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the service exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the service did not start listening")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the service has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _status_kib(self, field: str) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
+
+    def peak_rss(self) -> int:
+        """The service's peak resident set (VmHWM), in bytes."""
+        return self._status_kib("VmHWM") * 1024
+
+    def rss(self) -> int:
+        """The service's resident set now (VmRSS), in bytes."""
+        return self._status_kib("VmRSS") * 1024
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class HealthSampler:
+    """
+    A thread that asks C{GET /api/health} every C{interval} seconds (the
+    next request starts when the previous one is answered, at the earliest
+    one interval after it started) until L{stop}.  C{samples} holds each
+    request's latency in seconds; one not answered within C{give_up}
+    seconds is recorded as C{give_up} and counted in C{failures}, as is an
+    error answer.
+    """
+
+    def __init__(self, port: int, interval: float = 0.1, give_up: float = 5.0):
+        self.port = port
+        self.interval = interval
+        self.give_up = give_up
+        self.samples: list[float] = []
+        self.failures = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> HealthSampler:
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.give_up)
+                conn.request("GET", "/api/health")
+                ok = conn.getresponse().status == 200
+                conn.close()
+            except OSError:
+                ok = False
+            took = time.monotonic() - started
+            self.samples.append(took if ok else max(took, self.give_up))
+            self.failures += not ok
+            self._stopping.wait(max(0.0, self.interval - took))
+
+    def stop(self) -> HealthSampler:
+        self._stopping.set()
+        self._thread.join()
+        return self
+
+    @property
+    def worst(self) -> float:
+        return max(self.samples, default=0.0)
