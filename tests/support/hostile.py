@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -51,6 +52,9 @@ class Hostile(Protocol):
     """Base: remembers itself in the factory while connected."""
 
     def connectionMade(self):
+        if self.factory.sndbuf:
+            sock = self.transport.getHandle()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.factory.sndbuf)
         self.factory.live.add(self)
         self.factory.connections += 1
         self.received = b""
@@ -76,6 +80,7 @@ class Hostile(Protocol):
     def write(self, data):
         if self.transport is not None and not self.transport.disconnecting:
             self.transport.write(data)
+            self.factory.sent += len(data)
 
 
 class SendAtOnce(Hostile):
@@ -179,15 +184,10 @@ class Endless(Scripted):
     """
     Follow C{self.factory.script} like L{Scripted}; once it is done, write
     C{self.factory.unit} again and again, as fast as the client reads, until
-    the client closes.  C{sent} counts every byte written.
+    the client closes.
     """
 
-    sent = 0
     producing = False
-
-    def write(self, data):
-        super().write(data)
-        self.sent += len(data)
 
     def on_data(self):
         super().on_data()
@@ -206,7 +206,10 @@ class HostileFactory(Factory):
     """
     Builds one hostile protocol per connection; C{attrs} configure it
     (C{payload}, C{script}, C{interval}, ...).  C{live} holds the connections
-    open now, C{connections} counts them all.
+    open now, C{connections} counts them all, C{sent} counts the bytes all
+    of them handed to their transports.  With C{sndbuf}, each connection's
+    kernel send buffer is that small, so that C{sent} is close to what the
+    client has read.
     """
 
     noisy = False
@@ -216,6 +219,8 @@ class HostileFactory(Factory):
         self.clock = clock or default_reactor
         self.live: set = set()
         self.connections = 0
+        self.sent = 0
+        self.sndbuf = None
         self.then_reset = False
         self.then_close = False
         self.interval = 1.0
@@ -404,12 +409,14 @@ class ServiceProcess:
     """
     The service under C{twistd -n portofcall-xmpp --allow-private} in its own
     process, on a free port of 127.0.0.1, so that its CPU time and peak RSS
-    are its own (read from C{/proc}).  The per-target rate limit, where the
+    are its own (read from C{/proc}).  C{memory_limit} bounds its address
+    space, so that a service that grows without bound fails instead of
+    taking the machine's memory.  The per-target rate limit, where the
     service has one, is turned off: hostile tests send hundreds of probes to
     one loopback address.
     """
 
-    def __init__(self, *args: str, log: Path | None = None):
+    def __init__(self, *args: str, log: Path | None = None, memory_limit: int | None = None):
         self.port = free_port()
         argv = [
             sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
@@ -421,8 +428,17 @@ class ServiceProcess:
         if service_supports("per-target-rate"):
             argv += ["--per-target-rate", "0"]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
+
+        def limit_memory():
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
         self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=limit_memory if memory_limit else None,
         )
         self.pid = self.proc.pid
 
@@ -504,9 +520,11 @@ class HealthSampler:
             self.failures += not ok
             self._stopping.wait(max(0.0, self.interval - took))
 
-    def stop(self) -> HealthSampler:
+    def stop(self, wait: bool = True) -> HealthSampler:
+        """Stop sampling; with C{wait}, once the request under way is answered."""
         self._stopping.set()
-        self._thread.join()
+        if wait:
+            self._thread.join()
         return self
 
     @property
