@@ -242,7 +242,11 @@ async def main(reactor_, args):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", help="comma-separated rows (default: all)")
-    parser.add_argument("--quick", action="store_true", help="small sizes: a tenth of the children, a quarter of the 4 MB, 20 probes for 200")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes: a tenth of the children, a quarter of the 4 MB, 20 probes for 200",
+    )
     parser.add_argument("--cap", type=float, default=120.0, help="seconds a row may take")
     parser.add_argument("--json", help="also write the results to this file")
     react(lambda r: Deferred.fromCoroutine(main(r, parser.parse_args())))
