@@ -109,10 +109,13 @@ async def answers(service, endpoint, port, timeout_ms, count=1, watch=None):
     their C{timeout} + L{GRACE}.  C{watch}, called every 100 ms meanwhile,
     may return a reason to stop at once (the probes are cancelled).
     """
-    probes = gatherResults(
-        [defer.ensureDeferred(post(service, endpoint, port, timeout_ms)) for _ in range(count)],
-        consumeErrors=True,
-    )
+    answered = []
+
+    async def one():
+        answered.append(await post(service, endpoint, port, timeout_ms))
+        return answered[-1]
+
+    probes = gatherResults([defer.ensureDeferred(one()) for _ in range(count)], consumeErrors=True)
     stopped = []
 
     def check():
@@ -131,8 +134,8 @@ async def answers(service, endpoint, port, timeout_ms, count=1, watch=None):
         if stopped:
             pytest.fail(stopped[0])
         pytest.fail(
-            f"not every probe answered within its timeout + {GRACE:g} s ({limit:g} s); "
-            f"service peak RSS {service.peak_rss() >> 20} MiB"
+            f"{len(answered)} of {count} probes answered within their timeout + {GRACE:g} s "
+            f"({limit:g} s); service peak RSS {service.peak_rss() >> 20} MiB"
         )
     finally:
         if watcher.running:
