@@ -333,7 +333,7 @@ def _dump(chromium, fragment, server_code=SERVER, *server_args):
     )
     try:
         line = server.stdout.readline()
-        assert line.strip().isdigit(), "the test server did not start: %r" % (line,)
+        assert line.strip().isdigit(), f"the test server did not start: {line!r}"
         with tempfile.TemporaryDirectory() as profile:
             return subprocess.run(
                 [
@@ -344,7 +344,7 @@ def _dump(chromium, fragment, server_code=SERVER, *server_args):
                     "--v=0",
                     "--virtual-time-budget=5000",
                     "--dump-dom",
-                    "http://127.0.0.1:%d/%s" % (int(line), fragment),
+                    f"http://127.0.0.1:{int(line)}/{fragment}",
                 ],
                 capture_output=True,
                 text=True,
@@ -504,7 +504,7 @@ ANSWER = json.dumps({
     "success": False, "error": "Server sent too much", "errorType": "too_large",
     "host": "127.0.0.1", "port": 5222, "elapsedMs": 1,
     "transcript": [
-        {"dir": "out" if i % 2 else "in", "ms": i, "xml": "<presence id='e%d'/>" % i}
+        {"dir": "out" if i % 2 else "in", "ms": i, "xml": f"<presence id='e{i}'/>"}
         for i in range(ENTRIES)
     ],
 }).encode()

@@ -40,7 +40,7 @@ SUCCESS = b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
 ENTITY_BOMB = (
     b"<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>"
     + b"".join(
-        b"<!ENTITY lol%d '%s'>" % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+        f"<!ENTITY lol{i} '{(f'&lol{i - 1};' if i > 1 else '&lol;') * 10}'>".encode()
         for i in range(1, 10)
     )
     + b"]><stream:stream xmlns='jabber:client' "
@@ -354,14 +354,14 @@ def features_block(children: bytes) -> bytes:
 
 def namespaced_children(n: int) -> bytes:
     """C{n} empty children of a features block, each in its own namespace."""
-    return b"".join(b"<f xmlns='urn:example:f%d'/>" % i for i in range(n))
+    return b"".join(f"<f xmlns='urn:example:f{i}'/>".encode() for i in range(n))
 
 
 def mechanisms(n: int) -> bytes:
     """A SASL mechanisms element offering C{n} distinct mechanisms."""
     return (
         b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
-        + b"".join(b"<mechanism>M%d</mechanism>" % i for i in range(n))
+        + b"".join(f"<mechanism>M{i}</mechanism>".encode() for i in range(n))
         + b"</mechanisms>"
     )
 
@@ -375,7 +375,7 @@ def disco_script(n: int) -> list:
     """A login, then a disco#info result listing C{n} features; version and ping answered."""
     disco = (
         DISCO_RESULT_OPEN
-        + b"".join(b"<feature var='urn:example:f%d'/>" % i for i in range(n))
+        + b"".join(f"<feature var='urn:example:f{i}'/>".encode() for i in range(n))
         + b"</query></iq>"
     )
     return login_script(bind_reply=BIND_RESULT) + [
