@@ -186,6 +186,7 @@ class XMPPClientProtocol(Protocol):
         self._clock = clock
         self._namespace = namespace
         limits = limits or Limits()
+        self._turns = limits.turns
         self._parser = XMLStreamParser(limits)
         self._charge = limits.budget.charge()
         self._transcript = transcript
@@ -199,6 +200,7 @@ class XMPPClientProtocol(Protocol):
         self._inbox = bytearray()
         self._turn_call = None
         self._flush_call = None
+        self._busy = False
         self._paused = False
         self._lost_reason = None
         self._raw = bytearray()
@@ -280,18 +282,21 @@ class XMPPClientProtocol(Protocol):
 
     def _turn(self) -> None:
         """
-        Parse what has arrived, at most L{TURN_BYTES} bytes and about
-        L{TURN_ELEMENTS} elements, then deliver; with more left, pause the
+        Parse what has arrived, at most this connection's share of the turn
+        (L{Turns.share}: never more than L{TURN_BYTES} bytes and about
+        L{TURN_ELEMENTS} elements), then deliver; with more left, pause the
         transport and go on in a later reactor turn.
         """
         self._turn_call = None
         parser = self._parser
-        elements = parser.total_elements + TURN_ELEMENTS
+        most_bytes, most_elements = self._turns.share(TURN_BYTES, TURN_ELEMENTS)
+        slice_bytes = min(SLICE_BYTES, most_bytes)
+        elements = parser.total_elements + most_elements
         done = 0
         try:
-            while self._inbox and done < TURN_BYTES and parser.total_elements < elements:
-                chunk = bytes(self._inbox[:SLICE_BYTES])
-                del self._inbox[:SLICE_BYTES]
+            while self._inbox and done < most_bytes and parser.total_elements < elements:
+                chunk = bytes(self._inbox[:slice_bytes])
+                del self._inbox[:slice_bytes]
                 done += len(chunk)
                 parser.feed(chunk)
                 self._take_events()
@@ -308,12 +313,20 @@ class XMPPClientProtocol(Protocol):
             return
         if self._inbox:
             self._pause(True)
+            self._set_busy(True)
             self._turn_call = self._clock.callLater(0, self._turn)
             return
+        self._set_busy(False)
         self._pause(False)
         if parser.deferred and self._flush_call is None:
             delay = max(FLUSH_DELAY_MIN, parser.unfinished / FLUSH_RATE)
             self._flush_call = self._clock.callLater(delay, self._flush)
+
+    def _set_busy(self, busy: bool) -> None:
+        """Count this connection among the busy ones of L{Turns} (or not)."""
+        if busy != self._busy:
+            self._busy = busy
+            self._turns.busy += 1 if busy else -1
 
     def _flush(self) -> None:
         """Parse what the parser held back (see L{XMLStreamParser.flush})."""
@@ -367,6 +380,7 @@ class XMPPClientProtocol(Protocol):
             if call is not None and call.active():
                 call.cancel()
         self._turn_call = self._flush_call = None
+        self._set_busy(False)
         self._charge.release()
 
     def _fail(self, error: ProbeError, contextual: bool) -> None:

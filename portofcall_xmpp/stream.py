@@ -57,6 +57,34 @@ ELEMENT_OVERHEAD = 400
 DEFER_MIN = 8192
 
 
+class Turns:
+    """
+    The parsing all connections of the service may do in one reactor turn
+    together, shared equally by the connections with bytes waiting (the
+    busy ones): so the more servers flood at once, the less each parses per
+    turn, and a turn (and so C{/api/health} and every timeout) stays short.
+
+    @ivar busy: the connections with bytes waiting for a later turn.
+    """
+
+    def __init__(self, round_bytes: int = 65536, round_elements: int = 2000):
+        self.round_bytes = round_bytes
+        self.round_elements = round_elements
+        self.busy = 0
+
+    def share(self, most_bytes: int, most_elements: int) -> tuple[int, int]:
+        """
+        The bytes and elements one connection may parse in this turn: an
+        equal share of the round, at least 128 bytes and 16 elements, at most
+        C{most_bytes} and C{most_elements}.
+        """
+        busy = max(1, self.busy)
+        return (
+            min(most_bytes, max(128, self.round_bytes // busy)),
+            min(most_elements, max(16, self.round_elements // busy)),
+        )
+
+
 class Budget:
     """
     The server data all probes of the service together may hold
@@ -126,6 +154,7 @@ class Limits:
     @ivar max_total_bytes: the most bytes read from one connection (default:
         four times C{max_stanza_bytes}, at least 16 MiB).
     @ivar budget: the service-wide L{Budget} (C{--max-buffered-bytes}).
+    @ivar turns: the service-wide share of each reactor turn (L{Turns}).
     """
 
     max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES
@@ -135,6 +164,7 @@ class Limits:
     max_total_elements: int = attrs.field()
     max_total_bytes: int = attrs.field()
     budget: Budget = attrs.field(factory=Budget, eq=False)
+    turns: Turns = attrs.field(factory=Turns, eq=False)
 
     @max_element_bytes.default
     def _default_element(self):

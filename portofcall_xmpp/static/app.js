@@ -681,17 +681,50 @@
     }
   }
 
+  // A transcript may hold hundreds of thousands of entries: draw the first
+  // and the last TRANSCRIPT_EDGE of them, and the rest TRANSCRIPT_MORE at a
+  // time on request (the raw JSON has them all).
+  const TRANSCRIPT_EDGE = 100;
+  const TRANSCRIPT_MORE = 500;
+
+  function transcriptEntry(entry) {
+    const item = el("li", entry.dir === "out" ? "out" : "in");
+    item.appendChild(el("span", "dir", (entry.dir === "out" ? "→ " : "← ") + entry.ms + " ms"));
+    item.appendChild(el("pre", "xml", entry.xml));
+    return item;
+  }
+
   function renderTranscript(transcript) {
     if (!Array.isArray(transcript)) return;
     const part = section("Transcript");
     const box = el("details");
     box.appendChild(el("summary", null, transcript.length + " elements"));
     const list = el("ol", "transcript");
-    for (const entry of transcript) {
-      const item = el("li", entry.dir === "out" ? "out" : "in");
-      item.appendChild(el("span", "dir", (entry.dir === "out" ? "→ " : "← ") + entry.ms + " ms"));
-      item.appendChild(el("pre", "xml", entry.xml));
-      list.appendChild(item);
+    const head = Math.min(transcript.length, TRANSCRIPT_EDGE);
+    const tail = Math.max(head, transcript.length - TRANSCRIPT_EDGE);
+    for (let i = 0; i < head; i++) list.appendChild(transcriptEntry(transcript[i]));
+    let next = head;
+    if (next < tail) {
+      const gap = el("li", "more");
+      const button = el("button");
+      button.type = "button";
+      const label = () => {
+        const hidden = tail - next;
+        button.textContent = "Show " + Math.min(hidden, TRANSCRIPT_MORE) + " more (" +
+          hidden + " not shown)";
+      };
+      button.addEventListener("click", () => {
+        const end = Math.min(tail, next + TRANSCRIPT_MORE);
+        for (; next < end; next++) list.insertBefore(transcriptEntry(transcript[next]), gap);
+        if (next < tail) label();
+        else gap.remove();
+      });
+      label();
+      gap.appendChild(button);
+      list.appendChild(gap);
+    }
+    for (let i = tail; i < transcript.length; i++) {
+      list.appendChild(transcriptEntry(transcript[i]));
     }
     box.appendChild(list);
     part.appendChild(box);

@@ -329,12 +329,16 @@ def _browse(fragment=""):
 
 
 @functools.cache
-def _dump(chromium, fragment):
+def _dump(chromium, fragment, server_code=SERVER, *server_args):
+    """Chromium's DOM of the page served by C{server_code}, at C{fragment}."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", server_code, *server_args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         line = server.stdout.readline()
@@ -489,6 +493,149 @@ class BrowserTests(SynchronousTestCase):
             self.assertEqual(selected, ["tab-" + name], fragment)
             shown = [f["attrs"]["id"] for f in dom.forms if "hidden" not in f["attrs"]]
             self.assertEqual(shown, ["form-" + name], fragment)
+
+
+# A service whose every probe answers with a transcript of TRANSCRIPT_ENTRIES
+# entries, serving the page with a driver script after app.js: the driver runs
+# the /connect form, waits for the transcript, and clicks its "show more"
+# button as often as the URL's ?more= says.
+TRANSCRIPT_ENTRIES = 10000
+TRANSCRIPT_SERVER = r"""
+import json
+import sys
+
+from twisted.internet import endpoints, reactor
+from twisted.internet.defer import fail
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
+
+from portofcall_xmpp import flows, openapi
+from portofcall_xmpp.errors import ConnectError
+from portofcall_xmpp.web import Api
+
+ENTRIES = int(sys.argv[1])
+DRIVER = b'''
+(() => {
+  const more = Number(new URLSearchParams(location.search).get("more") || 0);
+  const form = document.getElementById("form-connect");
+  form.querySelector("[name=host]").value = "127.0.0.1";
+  form.requestSubmit();
+  const wait = () => {
+    if (!document.querySelector("ol.transcript")) return setTimeout(wait, 50);
+    for (let i = 0; i < more; i++) document.querySelector("ol.transcript li.more button").click();
+  };
+  wait();
+})();
+'''
+ANSWER = json.dumps({
+    "success": False, "error": "Server sent too much", "errorType": "too_large",
+    "host": "127.0.0.1", "port": 5222, "elapsedMs": 1,
+    "transcript": [
+        {"dir": "out" if i % 2 else "in", "ms": i, "xml": f"<presence id='e{i}'/>"}
+        for i in range(ENTRIES)
+    ],
+}).encode()
+PAGE = openapi.static_file("index.html")[0].replace(
+    b'<script src="static/app.js" defer></script>',
+    b'<script src="static/app.js" defer></script><script src="driver.js" defer></script>',
+)
+
+
+def refuse(host, port, protocol):
+    return fail(ConnectError("Connection refused"))
+
+
+api = Api(flows.Environment(refuse, reactor, 5.0)).resource()
+
+
+class Answer(Resource):
+    isLeaf = True
+
+    def render_POST(self, request):
+        request.setHeader(b"content-type", b"application/json")
+        return ANSWER
+
+
+class Root(Resource):
+    def getChildWithDefault(self, name, request):
+        if request.path.startswith(b"/api/xmpp/"):
+            return Answer()
+        if name == b"":
+            return Data(PAGE, "text/html; charset=utf-8")
+        if name == b"driver.js":
+            return Data(DRIVER, "text/javascript")
+        request.postpath.insert(0, request.prepath.pop())
+        return api
+
+
+endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+endpoint.listen(Site(Root())).addCallback(lambda port: print(port.getHost().port, flush=True))
+reactor.callLater(120, reactor.stop)
+reactor.run()
+"""
+
+
+class TranscriptRows(HTMLParser):
+    """The entries (C{li.in}, C{li.out}) and "show more" rows of the transcript list."""
+
+    def __init__(self, text):
+        super().__init__(convert_charrefs=True)
+        self.entries = []
+        self.more = []
+        self._inside = False
+        self._item = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "ol" and attrs.get("class") == "transcript":
+            self._inside = True
+        elif self._inside and tag == "li":
+            self._item = []
+            (self.more if attrs.get("class") == "more" else self.entries).append(self._item)
+
+    def handle_endtag(self, tag):
+        if tag == "ol":
+            self._inside = False
+
+    def handle_data(self, data):
+        if self._inside and self._item is not None:
+            self._item.append(data)
+
+
+class TranscriptTests(SynchronousTestCase):
+    """A huge transcript, as headless Chromium renders it: only a bounded part is drawn."""
+
+    def render(self, more=0):
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium is None:
+            raise _missing("chromium is not installed")
+        result = _dump(chromium, f"?more={more}", TRANSCRIPT_SERVER, str(TRANSCRIPT_ENTRIES))
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        rows = TranscriptRows(result.stdout)
+        return ["".join(e) for e in rows.entries], ["".join(m) for m in rows.more]
+
+    def test_capped(self):
+        """
+        Of 10,000 entries, the first and last 100 are drawn, with one control
+        between them that shows more.
+        """
+        entries, more = self.render()
+        self.assertEqual(len(entries), 200)
+        self.assertIn("<presence id='e0'/>", entries[0])
+        self.assertIn("<presence id='e99'/>", entries[99])
+        self.assertIn(f"<presence id='e{TRANSCRIPT_ENTRIES - 100}'/>", entries[100])
+        self.assertIn(f"<presence id='e{TRANSCRIPT_ENTRIES - 1}'/>", entries[-1])
+        self.assertEqual(more, [f"Show 500 more ({TRANSCRIPT_ENTRIES - 200} not shown)"])
+
+    def test_show_more(self):
+        """Each click on the control draws the next 500 entries, in order, before the tail."""
+        entries, more = self.render(more=2)
+        self.assertEqual(len(entries), 1200)
+        self.assertIn("<presence id='e1099'/>", entries[1099])
+        self.assertIn(f"<presence id='e{TRANSCRIPT_ENTRIES - 100}'/>", entries[1100])
+        self.assertEqual(more, [f"Show 500 more ({TRANSCRIPT_ENTRIES - 1200} not shown)"])
 
 
 def _missing(reason):

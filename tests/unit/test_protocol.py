@@ -438,6 +438,28 @@ class SlicedTests(SynchronousTestCase):
         self.assertGreater(others, TURN_ELEMENTS)
         self.assertLess(others, 10000)
 
+    def test_turn_shared_by_busy_connections(self):
+        """The more connections flood at once, the less each parses per turn; all end idle."""
+        others = [XMPPClientProtocol(self.clock, self.limits) for _ in range(39)]
+        for other in others:
+            other.makeConnection(StringTransport())
+        flooded = [self.proto, *others]
+        for proto in flooded:
+            proto.dataReceived(HEADER + flood_features(3000))
+        self.assertEqual(self.limits.turns.busy, 40)
+        before = [p._parser.total_elements for p in flooded]
+        one_turn(self.clock)
+        steps = [p._parser.total_elements - b for p, b in zip(flooded, before, strict=True)]
+        # 40 busy: each gets 2000 // 40 = 50 elements and 65536 // 40 bytes a turn
+        # (plus what the last slice held), far below one connection's TURN_ELEMENTS.
+        self.assertLessEqual(sum(steps), 40 * (50 + (65536 // 40) // 4))
+        self.assertLess(max(steps), TURN_ELEMENTS)
+        self.turns()
+        self.assertEqual(self.limits.turns.busy, 0)
+        for proto in flooded:
+            proto.close(polite=False)
+        self.assertEqual(self.limits.turns.busy, 0)
+
     def test_timeout_during_flood(self):
         """A read timeout fires on time while the server floods without end."""
         d = self.proto.read_element(is_features, "stream features", 5)
