@@ -27,6 +27,9 @@ Facts about Prosody 0.12 that the tests rely on:
   hash order, which is randomised per Prosody process: never assert on order.
 * ``hashed.localhost`` offers only SCRAM-SHA-1 (``password_hash`` defaults to
   SHA-1); ``localhost`` (internal_plain) offers PLAIN, SCRAM-SHA-1, SCRAM-SHA-256.
+* An external component (XEP-0114, ``components``) gets its own port
+  (``component_port``).  A wrong handshake gets ``<not-authorized/>``, a
+  ``to`` that is no component ``<host-unknown/>``.
 * Prosody runs as ``lua5.4 /usr/bin/prosody``: look for it with
   ``pgrep -af prosody`` (plain ``pgrep prosody`` matches the name ``lua5.4``).
 
@@ -40,32 +43,12 @@ import os
 import re
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import servers
 from servers import LOOPBACK, Account
-
-__all__ = [
-    "ACCOUNTS",
-    "ALICE_ROSTER",
-    "Account",
-    "BIG_ROSTER_SIZE",
-    "DEFAULT_MODULES",
-    "DEFAULT_VHOSTS",
-    "LuaRaw",
-    "ProsodyError",
-    "ProsodyInfo",
-    "ProsodyServer",
-    "big_roster",
-    "encode_path_component",
-    "find_prosody",
-    "find_prosodyctl",
-    "lua_string",
-    "lua_value",
-    "start_seeded_server",
-]
 
 #: Modules loaded for every host.  ``c2s``, ``s2s``, ``presence``, ``message``,
 #: ``iq``, ``offline``, ``posix`` are always auto-loaded by Prosody.  ``tls`` is
@@ -232,6 +215,7 @@ class ProsodyServer(servers.ServerProcess):
         prosodyctl: str | None = None,
         startup_timeout: float = 15.0,
         stop_timeout: float = 5.0,
+        components: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(base_dir, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.vhosts: dict[str, dict[str, object]] = {
@@ -253,6 +237,9 @@ class ProsodyServer(servers.ServerProcess):
         self.console_path = self.base_dir / "prosody.console.log"  # stdout/stderr
 
         self.s2s_port: int | None = None
+        #: External components (XEP-0114): ``{name: secret}``, on :attr:`component_port`.
+        self.components: dict[str, str] = dict(components or {})
+        self.component_port: int | None = None
 
     # -- informational ----------------------------------------------------
 
@@ -294,7 +281,7 @@ class ProsodyServer(servers.ServerProcess):
             "https_ports": [],
             "http_interfaces": [LOOPBACK],
             "https_interfaces": [LOOPBACK],
-            "component_ports": [],
+            "component_ports": [self.component_port] if self.components else [],
             "component_interface": LOOPBACK,
             # s2s stays usable (dialback, no TLS) but nothing here needs it.
             "s2s_require_encryption": False,
@@ -320,12 +307,20 @@ class ProsodyServer(servers.ServerProcess):
             lines.append(f"VirtualHost {lua_string(domain)}")
             for key, value in options.items():
                 lines.append(f"\t{key} = {lua_value(value)}")
+        for name, secret in self.components.items():
+            lines.append("")
+            lines.append(f"Component {lua_string(name)}")
+            lines.append(f"\tcomponent_secret = {lua_string(secret)}")
         lines.append("")
         return "\n".join(lines)
 
     def write_config(self) -> Path:
         if self.c2s_port is None or self.s2s_port is None:
             self.c2s_port, self.s2s_port = servers.free_ports(2)
+            if self.components:
+                self.component_port = None  # new ports after a clash
+        if self.components and self.component_port is None:
+            self.component_port = servers.free_ports(1)[0]
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_path.mkdir(parents=True, exist_ok=True)
         # An empty certificate directory (a missing one is logged as an error);
@@ -584,6 +579,8 @@ class ProsodyInfo(servers.ServerInfo):
     rosters: dict[str, list[dict[str, object]]]
     log_path: Path
     debug_log_path: Path
+    component_port: int | None = None
+    components: dict[str, str] = field(default_factory=dict)
 
     def new_user(
         self,
@@ -602,6 +599,9 @@ class ProsodyInfo(servers.ServerInfo):
         return Account(user, domain, password)
 
 
+#: External components of the seeded server (XEP-0114): ``{name: secret}``.
+COMPONENTS: dict[str, str] = {"component.localhost": "component-secret-9"}
+
 #: XEP-0157 contact addresses of the seeded server (``contact_info``).
 CONTACT_INFO: dict[str, list[str]] = {
     "abuse": ["mailto:abuse@localhost", "xmpp:abuse@localhost"],
@@ -615,7 +615,9 @@ def start_seeded_server(base_dir: str | os.PathLike[str]) -> ProsodyInfo:
     Accounts and rosters are written before the server starts, so no roster
     can be in Prosody's cache yet.  The caller must ``info.server.stop()``.
     """
-    server = ProsodyServer(base_dir, global_options={"contact_info": CONTACT_INFO})
+    server = ProsodyServer(
+        base_dir, global_options={"contact_info": CONTACT_INFO}, components=COMPONENTS
+    )
     rosters = {"alice": ALICE_ROSTER, "big": big_roster()}
     for domain, users in ACCOUNTS.items():
         for user, password in users.items():
@@ -637,6 +639,8 @@ def start_seeded_server(base_dir: str | os.PathLike[str]) -> ProsodyInfo:
             rosters=rosters,
             log_path=server.log_path,
             debug_log_path=server.debug_log_path,
+            component_port=server.component_port,
+            components=dict(COMPONENTS),
         )
     except BaseException:
         server.stop()
@@ -673,12 +677,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=5222, help="c2s port (default 5222)")
     parser.add_argument("--s2s-port", type=int, default=5269, help="s2s port (default 5269)")
+    parser.add_argument(
+        "--component-port", type=int, default=5347, help="component port (default 5347)"
+    )
     parser.add_argument("--dir", help="state directory (default: a new temporary one)")
     args = parser.parse_args(argv)
     base = servers.demo_dir(args.dir, "portofcall-prosody-")
-    server = ProsodyServer(base)
+    server = ProsodyServer(base, components=COMPONENTS)
     server.c2s_port = args.port
     server.s2s_port = args.s2s_port
+    server.component_port = args.component_port
     for domain, users in ACCOUNTS.items():
         for user, password in users.items():
             server.register(user, domain, password)
@@ -693,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     for domain, users in ACCOUNTS.items():
         for user, password in users.items():
             print("  %s@%s  password %r" % (user, domain, password), flush=True)
+    for name, secret in COMPONENTS.items():
+        print(f"  component {name} on port {server.component_port}, secret {secret!r}", flush=True)
     return servers.serve_until_interrupted(server)
 
 
