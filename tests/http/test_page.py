@@ -435,7 +435,7 @@ class BrowserTests(SynchronousTestCase):
                     limits = f"{prop['minimum']}–{prop['maximum']}, default {prop['default']}"
                     self.assertIn(limits, help_text, where)
                 else:
-                    if name == "password":
+                    if name == "password" or prop.get("format") == "password":
                         self.assertEqual(control["type"], "password", where)
                     elif name == "message":
                         self.assertEqual(control["tag"], "textarea", where)
