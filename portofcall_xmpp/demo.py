@@ -211,6 +211,7 @@ class ProsodyServer(localserver.ServerProcess):
         prosodyctl: str | None = None,
         startup_timeout: float = 15.0,
         stop_timeout: float = 5.0,
+        components: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(base_dir, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.vhosts: dict[str, dict[str, object]] = {
@@ -232,6 +233,9 @@ class ProsodyServer(localserver.ServerProcess):
         self.console_path = self.base_dir / "prosody.console.log"  # stdout/stderr
 
         self.s2s_port: int | None = None
+        #: External components (XEP-0114): ``{name: secret}``, on :attr:`component_port`.
+        self.components: dict[str, str] = dict(components or {})
+        self.component_port: int | None = None
 
     # -- informational ----------------------------------------------------
 
@@ -273,7 +277,7 @@ class ProsodyServer(localserver.ServerProcess):
             "https_ports": [],
             "http_interfaces": [LOOPBACK],
             "https_interfaces": [LOOPBACK],
-            "component_ports": [],
+            "component_ports": [self.component_port] if self.components else [],
             "component_interface": LOOPBACK,
             # s2s stays usable (dialback, no TLS) but nothing here needs it.
             "s2s_require_encryption": False,
@@ -299,12 +303,20 @@ class ProsodyServer(localserver.ServerProcess):
             lines.append(f"VirtualHost {lua_string(domain)}")
             for key, value in options.items():
                 lines.append(f"\t{key} = {lua_value(value)}")
+        for name, secret in self.components.items():
+            lines.append("")
+            lines.append(f"Component {lua_string(name)}")
+            lines.append(f"\tcomponent_secret = {lua_string(secret)}")
         lines.append("")
         return "\n".join(lines)
 
     def write_config(self) -> Path:
         if self.c2s_port is None or self.s2s_port is None:
             self.c2s_port, self.s2s_port = localserver.free_ports(2)
+            if self.components and not self.fixed_ports:
+                self.component_port = None  # new ports after a clash
+        if self.components and self.component_port is None:
+            self.component_port = localserver.free_ports(1)[0]
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_path.mkdir(parents=True, exist_ok=True)
         # An empty certificate directory (a missing one is logged as an error);
@@ -542,6 +554,9 @@ def big_roster(count: int = BIG_ROSTER_SIZE) -> list[dict[str, object]]:
     return items
 
 
+#: External components of the seeded server (XEP-0114): ``{name: secret}``.
+COMPONENTS: dict[str, str] = {"component.localhost": "component-secret-9"}
+
 #: XEP-0157 contact addresses of the seeded server (``contact_info``).
 CONTACT_INFO: dict[str, list[str]] = {
     "abuse": ["mailto:abuse@localhost", "xmpp:abuse@localhost"],
@@ -570,20 +585,24 @@ def seeded_prosody(
     *,
     c2s_port: int | None = None,
     s2s_port: int | None = None,
+    component_port: int | None = None,
     **options,
 ) -> ProsodyServer:
     """
     A L{ProsodyServer} (not started; C{options} as its own) with the
     accounts of L{ACCOUNTS}, alice's and big's rosters, and the contact
-    addresses of L{CONTACT_INFO}, all written before it starts (so no roster
-    can be in Prosody's cache yet).  With C{c2s_port} and C{s2s_port}, it
-    listens there or fails to start (L{localserver.ServerProcess.fixed_ports});
-    without, on free ports.
+    addresses of L{CONTACT_INFO} and the external components of L{COMPONENTS},
+    all written before it starts (so no roster can be in Prosody's cache yet).
+    With C{c2s_port} and C{s2s_port} (and C{component_port}), it listens there
+    or fails to start (L{localserver.ServerProcess.fixed_ports}); without, on
+    free ports.
     """
     options.setdefault("global_options", {"contact_info": CONTACT_INFO})
+    options.setdefault("components", COMPONENTS)
     server = ProsodyServer(base_dir, **options)
     if c2s_port is not None and s2s_port is not None:
         server.c2s_port, server.s2s_port = c2s_port, s2s_port
+        server.component_port = component_port
         server.fixed_ports = True
     for domain, users in ACCOUNTS.items():
         for user, password in users.items():

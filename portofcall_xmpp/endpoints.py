@@ -211,4 +211,38 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         failure_schema="AuthProbeFailure",
         example=_ACCOUNT,
     ),
+    Endpoint(
+        name="ping",
+        summary="Ping",
+        description="Log in and ping (XEP-0199): as `/login`, then `count` pings, one at a "
+        "time, to `target` (a JID, or a domain: a remote server reached through ours; "
+        "default the server's own domain); phase `ping_received` after the first answer. "
+        "An error answer (`remote-server-not-found`, `remote-server-timeout`) and no answer "
+        "within the read timeout (`timeout`) are results, not failures.",
+        parse=validate.parse_ping,
+        flow=flows.ping,
+        render=render.ping_json,
+        render_failure=render.ping_failure_json,
+        request_schema="PingRequest",
+        success_schema="PingSuccess",
+        failure_schema="AuthProbeFailure",
+        example={**_ACCOUNT, "target": "example.net"},
+    ),
+    Endpoint(
+        name="component",
+        summary="Component",
+        description="An external component's stream (XEP-0114): open a "
+        "`jabber:component:accept` stream to `componentName` (default port 5347) and read "
+        "the server's header; with `secret`, send the handshake (hex SHA-1 of stream id + "
+        "secret) and report `authenticated`. A refused handshake is the server's stream "
+        "error (`not-authorized`; an unknown component name: `host-unknown`).",
+        parse=validate.parse_component,
+        flow=flows.component,
+        render=render.component_json,
+        render_failure=render.auth_failure_json,
+        request_schema="ComponentRequest",
+        success_schema="ComponentSuccess",
+        failure_schema="AuthProbeFailure",
+        example={"host": "xmpp.example.org", "componentName": "component.example.org"},
+    ),
 )

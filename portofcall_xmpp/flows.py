@@ -10,6 +10,9 @@ timings and transcript reached so far.
  - L{roster}: L{login}, then a C{jabber:iq:roster} get,
  - L{message}: L{login}, then one message and a listening window,
  - L{server_info}: L{login}, then disco#info, software version and a ping,
+ - L{ping}: L{login}, then XEP-0199 pings to a JID or a domain,
+ - L{component}: a XEP-0114 component stream and, with a secret, its
+   handshake,
  - L{srv}: the SRV records of a domain and their targets' addresses.
 
 A L{_Session} is one connection; it composes the stream steps (here), the
@@ -22,7 +25,9 @@ seconds on the injected clock.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import statistics
 from collections.abc import Callable
 
 import attrs
@@ -44,6 +49,7 @@ from .errors import (
 from .parse import (
     NS_BIND,
     NS_CLIENT,
+    NS_COMPONENT,
     NS_DISCO_INFO,
     NS_PING,
     NS_RECEIPTS,
@@ -189,6 +195,41 @@ class ServerInfo:
 
 
 @attrs.frozen
+class Ping:
+    """
+    One XEP-0199 ping of L{ping}.
+
+    @ivar result: C{"pong"} (an iq result), C{"error"} (an iq error: its
+        C{error}), or C{"timeout"} (no answer within the read timeout).
+    @ivar rtt: seconds from sending to the answer; L{None} for a timeout.
+    """
+
+    result: str
+    rtt: float | None
+    error: Condition | None = None
+
+
+@attrs.frozen
+class Pings:
+    """What L{ping} sent (C{count} asked for, to C{target}) and what came back."""
+
+    target: str
+    count: int
+    pings: tuple[Ping, ...]
+
+    def rtts(self) -> tuple[float, ...]:
+        """The round trips of the pongs, in the order sent."""
+        return tuple(p.rtt for p in self.pings if p.result == "pong")
+
+    def summary(self) -> tuple[float, float, float] | None:
+        """C{(min, median, max)} of the pongs' round trips, or L{None} without pongs."""
+        rtts = self.rtts()
+        if not rtts:
+            return None
+        return min(rtts), statistics.median(rtts), max(rtts)
+
+
+@attrs.frozen
 class AuthResult:
     """
     The outcome of L{login}, L{roster}, L{message} and L{server_info}; each
@@ -214,6 +255,7 @@ class AuthResult:
     roster: Roster | None = None
     delivery: Delivery | None = None
     server_info: ServerInfo | None = None
+    pings: Pings | None = None
 
 
 class Failed(Exception):
@@ -314,6 +356,7 @@ class _Session:
         *,
         from_: str | None = None,
         tls_version: str | None = None,
+        namespace: str | None = None,
     ):
         server = destination.server
         self.env = env
@@ -323,9 +366,11 @@ class _Session:
         self.mode = destination.tls
         self.domain = domain = destination.domain
         self.from_ = from_
-        # A server-to-server stream (jabber:server) or a client one.
+        # A server-to-server stream (jabber:server), a client one, or the
+        # namespace asked for (a component's).
+        namespace = namespace or (NS_SERVER if server else NS_CLIENT)
         self.proto = XMPPClientProtocol(
-            env.clock, env.limits, trace.transcript, namespace=NS_SERVER if server else NS_CLIENT
+            env.clock, env.limits, trace.transcript, namespace=namespace
         )
         self.tls = TLSStep(
             self.proto,
@@ -708,6 +753,50 @@ def server_info(env: Environment, req, started: float | None = None) -> Deferred
     return login_then(env, req, started, body)
 
 
+def ping(env: Environment, req, started: float | None = None) -> Deferred:
+    """
+    L{login}, then C{req.count} XEP-0199 pings to C{req.to} (a JID or a
+    domain; L{None}: the server's own domain), one at a time, each waiting
+    up to the read timeout.  An error answer (a remote domain the server
+    cannot reach: C{remote-server-not-found}, C{remote-server-timeout}) and
+    no answer at all are results, not failures.  A ping is sent only while
+    a whole read timeout is left of C{timeout}; the pings not sent are
+    named in a warning.
+
+    @param req: a C{validate.PingRequest}.
+    """
+    auth = req.auth
+
+    async def body(session):
+        to = req.to or session.domain
+        trace = session.trace
+        pings = []
+        for n in range(1, req.count + 1):
+            if auth.timeout - trace.elapsed() < env.read_timeout:
+                trace.warn(
+                    f"{req.count - n + 1} of {req.count} pings not sent: less than the read "
+                    "timeout was left of the overall timeout"
+                )
+                break
+            sent = trace.elapsed()
+            payload = domish.Element((NS_PING, "ping"))
+            try:
+                reply = await session.iq("get", f"ping{n}", payload, "ping reply", to=to)
+            except ReadTimeout:
+                pings.append(Ping("timeout", None))
+                continue
+            rtt = trace.elapsed() - sent
+            if "ping_received" not in trace.timings:
+                trace.phase("ping_received")
+            if reply["type"] == "error":
+                pings.append(Ping("error", rtt, parse_stanza_error(reply)))
+            else:
+                pings.append(Ping("pong", rtt))
+        return {"pings": Pings(to, req.count, tuple(pings))}
+
+    return login_then(env, auth, started, body)
+
+
 def srv(env: Environment, req, started: float | None = None) -> Deferred:
     """
     The SRV records of C{req.domain} (SPEC §7), in the order a client tries
@@ -812,3 +901,119 @@ def message(env: Environment, req, started: float | None = None, make_id=message
         }
 
     return login_then(env, auth, started, body)
+
+
+# -- /component
+
+
+def handshake_digest(stream_id: str, secret: str) -> str:
+    """XEP-0114: the lower-case hex SHA-1 of the stream id and the secret (UTF-8)."""
+    return hashlib.sha1((stream_id + secret).encode("utf-8")).hexdigest()
+
+
+@attrs.frozen
+class ComponentResult:
+    """
+    The outcome of L{component}.
+
+    @ivar authenticated: the server accepted our handshake; C{False} when
+        no secret was given (the stream alone was probed).
+    """
+
+    host: str
+    port: int
+    component_name: str
+    header: StreamHeader
+    authenticated: bool
+    phases: tuple[str, ...]
+    timings: dict
+    raw: str
+    elapsed: float
+    transcript: tuple
+    resolved: route.Resolution
+
+
+def _expect_handshake(element) -> bool:
+    """The server's C{<handshake/>}; features (a version 1.0 stream) are skipped."""
+    if element.uri == NS_COMPONENT and element.name == "handshake":
+        return True
+    if is_features(element):
+        return False
+    raise ProtocolViolation(
+        f"Expected <handshake/>, got <{element.name} xmlns='{element.uri or ''}'>"
+    )
+
+
+_NO_STREAM_ID = "The server's stream header carried no id, so no handshake can be sent"
+
+
+async def _refusal(proto: XMPPClientProtocol, timeout: float) -> None:
+    """
+    A header without an id announces a refused stream (Prosody sends
+    C{id=''} and then C{<host-unknown/>}): wait up to C{timeout} for the
+    stream error that says why, else fail with L{ProtocolViolation}.
+    """
+
+    def anything(element):
+        raise ProtocolViolation(_NO_STREAM_ID)
+
+    try:
+        await proto.read_element(anything, "stream error", timeout)
+    except ReadTimeout:
+        pass
+    raise ProtocolViolation(_NO_STREAM_ID)
+
+
+def component(env: Environment, req, started: float | None = None) -> Deferred:
+    """
+    Open a XEP-0114 C{jabber:component:accept} stream to C{req.host} for
+    C{req.component_name} and read the server's header; with C{req.secret},
+    send the handshake and wait for the server's C{<handshake/>}.  A refused
+    handshake is the server's stream error (C{not-authorized}); a header
+    without a stream id (an unknown component name) is followed by one
+    (C{host-unknown}), which is waited for.  The handshake's digest
+    appears only as C{[redacted]} in the transcript.
+
+    @param req: a C{validate.ComponentRequest}.
+    @return: a Deferred firing with a L{ComponentResult}, or failing with
+        L{Failed}.
+    """
+    trace = Trace(env.clock, env.clock.seconds() if started is None else started, req.transcript)
+    destination = route.Destination(req.host, req.port, req.component_name, "none")
+    session = _Session(env, trace, destination, namespace=NS_COMPONENT)
+    proto = session.proto
+
+    async def run():
+        try:
+            connected = await session.dialer.dial(proto)
+            session.host, session.port = connected.host, connected.port
+            proto.send_header(req.component_name)
+            header = await proto.read_header(env.read_timeout)
+            trace.phase("stream_opened")
+            if not header.id:
+                await _refusal(proto, env.read_timeout)
+            if req.secret is not None:
+                handshake = domish.Element((NS_COMPONENT, "handshake"))
+                handshake.addContent(handshake_digest(header.id, req.secret))
+                proto.send(handshake)
+                trace.phase("handshake_sent")
+                await proto.read_element(_expect_handshake, "handshake reply", env.read_timeout)
+                trace.phase("authenticated")
+            raw = proto.raw()
+        finally:
+            session.close()
+        return ComponentResult(
+            host=session.host,
+            port=session.port,
+            component_name=req.component_name,
+            header=header,
+            authenticated=req.secret is not None,
+            phases=tuple(trace.phases),
+            timings=dict(trace.timings),
+            raw=raw,
+            elapsed=trace.elapsed(),
+            transcript=trace.entries(),
+            resolved=session.dialer.resolution(),
+        )
+
+    return _timed(run(), env, req.timeout, trace, session)

@@ -1,7 +1,7 @@
 """
 Pure interpretation of parsed XMPP elements: stream features, stream errors,
-SASL failures, iq errors, bind results, rosters, and the redacted
-serialisation used by transcripts.  No transport, no clock.
+SASL failures, iq errors, bind results, rosters, ping replies, and the
+redacted serialisation used by transcripts.  No transport, no clock.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ NS_SERVERINFO = "http://jabber.org/network/serverinfo"
 NS_SERVER = "jabber:server"
 NS_DIALBACK = "jabber:server:dialback"
 NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
+NS_COMPONENT = "jabber:component:accept"
 
 REDACTED = "[redacted]"
 
@@ -386,8 +387,13 @@ _SASL_PAYLOAD = frozenset({"auth", "challenge", "response", "success"})
 
 
 def carries_secret(element: domish.Element) -> bool:
-    """Whether C{element} is a SASL payload, whose text must never be shown."""
-    return element.uri == NS_SASL and element.name in _SASL_PAYLOAD
+    """
+    Whether C{element} is a SASL payload or a XEP-0114 C{<handshake>} (a
+    digest of the component's secret), whose text must never be shown.
+    """
+    if element.uri == NS_SASL:
+        return element.name in _SASL_PAYLOAD
+    return element.uri == NS_COMPONENT and element.name == "handshake"
 
 
 class _Scope(list):
@@ -450,9 +456,9 @@ def _serialise(element: domish.Element, default_ns: str | None) -> str:
 
 def to_xml(element: domish.Element, default_ns: str | None = NS_CLIENT) -> str:
     """
-    Serialise C{element} for a transcript or a report, with every SASL payload
-    (C{<auth>}, C{<challenge>}, C{<response>}, C{<success>}) replaced by
-    C{[redacted]}.
+    Serialise C{element} for a transcript or a report, with the text of every
+    SASL payload (C{<auth>}, C{<challenge>}, C{<response>}, C{<success>})
+    and of a component C{<handshake>} replaced by C{[redacted]}.
     """
     if carries_secret(element) and text_of(element):
         shown = domish.Element((element.uri, element.name), element.defaultUri)

@@ -13,8 +13,10 @@ from .validate import (
     CHECK_KINDS,
     AuthRequest,
     CheckRequest,
+    ComponentRequest,
     ConnectRequest,
     MessageRequest,
+    PingRequest,
     S2SRequest,
     SRVRequest,
 )
@@ -1274,3 +1276,166 @@ SCHEMAS["Health"] = obj(
     },
     required=["status", "version", "inFlight"],
 )
+
+
+# -- /component and /ping (SPEC §10)
+
+SCHEMAS["ComponentSuccess"] = obj(
+    {
+        "success": {"const": True},
+        "message": {
+            "type": "string",
+            "enum": ["Component authenticated", "Component stream opened"],
+        },
+        "host": {"type": "string"},
+        "port": {"type": "integer"},
+        "componentName": {"type": "string"},
+        "streamId": nullable("string"),
+        "serverFrom": nullable("string"),
+        "authenticated": {
+            "type": "boolean",
+            "description": "The server accepted the handshake; false when no `secret` "
+            "was given (only the stream was opened).",
+        },
+        "phases": {
+            **ref("Phases"),
+            "description": "`stream_opened`, then with a secret `handshake_sent` and "
+            "`authenticated`.",
+        },
+        "timings": ref("Timings"),
+        "raw": {
+            "type": "string",
+            "description": "The first 2000 characters the server sent, up to the end of "
+            "its first element (its `<handshake/>`).",
+        },
+        "resolved": ref("Resolved"),
+        "elapsedMs": {"type": "integer"},
+        "transcript": ref("Transcript"),
+    },
+    required=[
+        "success",
+        "message",
+        "host",
+        "port",
+        "componentName",
+        "streamId",
+        "serverFrom",
+        "authenticated",
+        "phases",
+        "timings",
+        "raw",
+        "resolved",
+        "elapsedMs",
+    ],
+    description="A refused handshake is not this: it is the server's stream error "
+    "(`errorType: stream_error`, `not-authorized`).",
+)
+
+
+def component_json(result: flows.ComponentResult, req: ComponentRequest) -> dict:
+    """SPEC §10 /component: the accept stream's header and the handshake's outcome."""
+    body = {
+        "success": True,
+        "message": "Component authenticated" if result.authenticated else "Component stream opened",
+        "host": result.host,
+        "port": result.port,
+        "componentName": result.component_name,
+        "streamId": result.header.id,
+        "serverFrom": result.header.from_,
+        "authenticated": result.authenticated,
+        "phases": list(result.phases),
+        "timings": {k: ms(v) for k, v in result.timings.items()},
+        "raw": result.raw,
+        "resolved": resolved_json(result.resolved),
+        "elapsedMs": ms(result.elapsed),
+    }
+    if req.transcript:
+        body["transcript"] = _transcript_json(result.transcript)
+    return body
+
+
+def _rtt(seconds: float) -> float:
+    """A round trip in milliseconds, to 0.1 ms (as `pingMs` of /server-info)."""
+    return round(seconds * 1000, 1)
+
+
+SCHEMAS["PingSuccess"] = {
+    "allOf": [
+        ref("AuthSuccess"),
+        obj(
+            {
+                "message": {"const": "XMPP ping completed"},
+                "target": {"type": "string", "description": "The JID or domain pinged."},
+                "count": {"type": "integer", "description": "The pings asked for."},
+                "pings": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "ms": {
+                                "type": ["number", "null"],
+                                "description": "Round trip to the answer; null for a timeout.",
+                            },
+                            "result": {"type": "string", "enum": ["pong", "error", "timeout"]},
+                            "condition": nullable(
+                                "string",
+                                "Of an error answer (`remote-server-not-found`, "
+                                "`service-unavailable`, ...).",
+                            ),
+                            "text": nullable("string", "The error's text, if any."),
+                        },
+                        required=["ms", "result", "condition", "text"],
+                    ),
+                    "description": "One per ping sent, in order. An error answer and no "
+                    "answer within the read timeout (`timeout`) are results, not failures; "
+                    "pings that would not fit in `timeout` are not sent (a warning says so).",
+                },
+                "rttMs": {
+                    "anyOf": [
+                        obj(
+                            {
+                                "min": {"type": "number"},
+                                "median": {"type": "number"},
+                                "max": {"type": "number"},
+                            },
+                            required=["min", "median", "max"],
+                        ),
+                        {"type": "null"},
+                    ],
+                    "description": "Over the pongs; null when there was none.",
+                },
+            },
+            required=["message", "target", "count", "pings", "rttMs"],
+        ),
+    ],
+    "description": "A remote domain the server cannot reach answers with an error "
+    "(`remote-server-not-found`, `remote-server-timeout`): `success` stays true.",
+}
+
+
+def ping_json(result: flows.AuthResult, req: PingRequest) -> dict:
+    """SPEC §10 /ping: the login, then each ping's outcome and the round trips."""
+    body = _auth_base(result, req.auth, "XMPP ping completed")
+    pings = result.pings
+    body["target"] = pings.target
+    body["count"] = pings.count
+    body["pings"] = [
+        {
+            "ms": None if p.rtt is None else _rtt(p.rtt),
+            "result": p.result,
+            "condition": None if p.error is None else p.error.condition,
+            "text": None if p.error is None else p.error.text,
+        }
+        for p in pings.pings
+    ]
+    summary = pings.summary()
+    body["rttMs"] = (
+        None
+        if summary is None
+        else dict(zip(("min", "median", "max"), map(_rtt, summary), strict=True))
+    )
+    return body
+
+
+def ping_failure_json(failed: flows.Failed, req: PingRequest) -> dict:
+    """A /ping probe that stopped: as L{auth_failure_json} of its login."""
+    return auth_failure_json(failed, req.auth)

@@ -86,6 +86,7 @@ from .scram import CHANNEL_BINDINGS
 DEFAULT_PORT = 5222
 DIRECT_TLS_PORT = 5223
 S2S_PORT = 5269
+COMPONENT_PORT = 5347
 DEFAULT_RESOURCE = "portofcall"
 DEFAULT_MESSAGE = "Hello from PortOfCall"
 
@@ -94,6 +95,9 @@ LOGIN_TIMEOUT = 15.0
 ROSTER_TIMEOUT = 20.0
 MESSAGE_TIMEOUT = 20.0
 DEFAULT_WAIT = 2.0
+PING_TIMEOUT = 20.0
+DEFAULT_PING_COUNT = 3
+MAX_PING_COUNT = 10
 SRV_TIMEOUT = 20.0
 CHECK_TIMEOUT = 60.0
 
@@ -391,17 +395,22 @@ def _username(value) -> str:
 
 
 def _password(value) -> str:
-    text = _string(value, "password")
+    return _secret_field(value, "password")
+
+
+def _secret_field(value, name: str) -> str:
+    """A password or a component secret: 1-1023 UTF-8 bytes, no NUL; never echoed."""
+    text = _string(value, name)
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        raise RequestError(400, "password must not contain unpaired surrogates") from None
+        raise RequestError(400, f"{name} must not contain unpaired surrogates") from None
     if not 1 <= size <= MAX_PART_BYTES:
         raise RequestError(
-            400, f"password must be a non-empty string of at most {MAX_PART_BYTES} bytes"
+            400, f"{name} must be a non-empty string of at most {MAX_PART_BYTES} bytes"
         )
     if "\x00" in text:
-        raise RequestError(400, "password must not contain NUL characters")
+        raise RequestError(400, f"{name} must not contain NUL characters")
     return text
 
 
@@ -934,4 +943,171 @@ SCHEMAS["CheckRequest"] = obj(
         "transcript": ref("TranscriptFlag"),
     },
     required=["domain"],
+)
+
+
+# ---------------------------------------------------------------------------
+# SPEC §10: external components and pings
+
+
+@attrs.frozen(kw_only=True)
+class ComponentRequest:
+    """
+    A C{/component} probe (XEP-0114).
+
+    @ivar host: A-label DNS name or canonical IP literal.
+    @ivar component_name: the stream's C{to}, an RFC 7622 domainpart.
+    @ivar secret: the shared secret for the handshake, or L{None} (the
+        stream alone); never part of C{repr}.
+    @ivar timeout: overall timeout in seconds.
+    """
+
+    host: str
+    port: int = COMPONENT_PORT
+    component_name: str
+    secret: str | None = attrs.field(default=None, repr=False)
+    timeout: float = CONNECT_TIMEOUT
+    transcript: bool = False
+
+    target = property(_host_port)
+    account = None
+
+
+def parse_component(body) -> ComponentRequest:
+    """
+    C{POST /api/xmpp/component}: C{host} and C{componentName} (required),
+    C{port} 5347, C{secret} (optional: 1-1023 bytes, no NUL), C{timeout}
+    10000 ms, C{transcript} false.
+
+    @raise RequestError: 400, C{"Missing required parameter: host"} (or
+        C{componentName}) or a message naming the invalid field.
+    """
+    body = _require_object(body)
+    for name in ("host", "componentName"):
+        if _is_missing(body.get(name)):
+            raise RequestError(400, f"Missing required parameter: {name}")
+    secret = body.get("secret")
+    return ComponentRequest(
+        host=check_host(body["host"]),
+        port=check_port(body, COMPONENT_PORT),
+        component_name=check_domain(body["componentName"], "componentName"),
+        secret=None if secret is None else _secret_field(secret, "secret"),
+        timeout=_milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, CONNECT_TIMEOUT),
+        transcript=_boolean(body, "transcript", False),
+    )
+
+
+SCHEMAS["ComponentRequest"] = obj(
+    {
+        "host": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The server to connect to: a DNS name or an IPv4/IPv6 literal "
+            "(as for `/connect`; there is no lookup by domain).",
+            "examples": ["xmpp.example.org"],
+        },
+        "port": {
+            **_PORT_SCHEMA,
+            "default": COMPONENT_PORT,
+            "description": "The server's component port (XEP-0114).",
+        },
+        "componentName": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The component's domain (a JID domainpart): the stream's `to`.",
+            "examples": ["component.example.org"],
+        },
+        "secret": {
+            "type": "string",
+            "format": "password",
+            "writeOnly": True,
+            "minLength": 1,
+            "maxLength": MAX_PART_BYTES,
+            "description": f"The shared secret: 1 to {MAX_PART_BYTES} bytes (UTF-8), no NUL. "
+            "With it, the handshake (hex SHA-1 of stream id + secret) is sent. Never "
+            "logged or echoed; the handshake shows as `[redacted]` in transcripts.",
+        },
+        "timeout": _timeout_schema(CONNECT_TIMEOUT),
+        "transcript": {
+            **SCHEMAS["TranscriptFlag"],
+            "description": "Add `transcript`: every element in both directions, with the "
+            "handshake shown as `[redacted]`.",
+        },
+    },
+    required=["host", "componentName"],
+)
+
+
+@attrs.frozen(kw_only=True)
+class PingRequest:
+    """
+    A C{/ping} probe: log in with C{auth}, then C{count} XEP-0199 pings.
+
+    @ivar to: the JID or domain pinged (normalised), or L{None}: the
+        server's own domain.
+    """
+
+    auth: AuthRequest
+    to: str | None = None
+    count: int = DEFAULT_PING_COUNT
+
+    @property
+    def target(self) -> str:
+        return self.auth.target
+
+    @property
+    def transcript(self) -> bool:
+        return self.auth.transcript
+
+    @property
+    def account(self) -> str:
+        return self.auth.account
+
+
+def _ping_target(body: dict) -> str | None:
+    value = body.get("target")
+    if value is None:
+        return None
+    text = _string(value, "target")
+    try:
+        return parse_jid(text).full
+    except InvalidJID as e:
+        raise RequestError(400, f"target must be a valid JID or domain ({e})") from None
+
+
+def parse_ping(body) -> PingRequest:
+    """
+    C{POST /api/xmpp/ping}: L{parse_auth} with a 20 s timeout, then
+    C{target} (a JID or a domain; default the server's own domain) and
+    C{count} 3 (1-10).
+
+    @raise RequestError: 400, as L{parse_auth}, or naming C{target}/C{count}.
+    """
+    auth = parse_auth(body, default_timeout=PING_TIMEOUT)
+    return PingRequest(
+        auth=auth,
+        to=_ping_target(body),
+        count=_integer(body, "count", 1, MAX_PING_COUNT, DEFAULT_PING_COUNT),
+    )
+
+
+SCHEMAS["PingRequest"] = _auth_schema(
+    PING_TIMEOUT,
+    {
+        "target": {
+            "type": "string",
+            "minLength": 1,
+            "description": "What to ping: a JID (`user@example.org`, `user@example.org/res`) "
+            "or a domain (`example.net`: a remote server, through ours). Default: the "
+            "server's own domain.",
+            "examples": ["example.net"],
+        },
+        "count": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_PING_COUNT,
+            "default": DEFAULT_PING_COUNT,
+            "description": "How many pings, sent one at a time.",
+        },
+    },
 )

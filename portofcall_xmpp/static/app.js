@@ -108,7 +108,10 @@
       control = arrayChoice(prop);
     } else {
       control = el("input");
-      control.type = prop.type === "integer" ? "number" : "text";
+      // A secret (format "password") is never shown, nor put in a link.
+      if (prop.type === "integer") control.type = "number";
+      else control.type = prop.format === "password" ? "password" : "text";
+      if (control.type !== "number") control.autocomplete = "off";
     }
     control.id = name;
     control.name = name;
@@ -441,6 +444,7 @@
     renderMessage(endpoint, data);
     renderRoster(data.roster);
     renderServerInfo(data.serverInfo);
+    renderPings(data);
     renderSrv(data.services);
     renderTranscript(data.transcript);
   }
@@ -497,6 +501,24 @@
     }
   }
 
+  // /ping: each ping's outcome and the round trips of the pongs.
+  function renderPings(data) {
+    if (!Array.isArray(data.pings)) return;
+    const part = section("Pings to " + data.target);
+    const rtt = data.rttMs;
+    facts(part, {
+      sent: data.pings.length + " of " + data.count,
+      rtt: rtt ? rtt.min + " / " + rtt.median + " / " + rtt.max + " ms" : null,
+    }, [["Sent", "sent"], ["Round trip min / median / max", "rtt"]]);
+    const list = el("ol", "pings");
+    for (const ping of data.pings) {
+      const outcome = ping.result === "error" ?
+        "error: " + ping.condition + (ping.text ? " (" + ping.text + ")" : "") : ping.result;
+      list.appendChild(el("li", null, outcome + (ping.ms === null ? "" : " · " + ping.ms + " ms")));
+    }
+    part.appendChild(list);
+  }
+
   function renderSummary(response, data) {
     summary.replaceChildren();
     const status = response.status;
@@ -536,6 +558,8 @@
       ["Our domain (from)", "from"],
       ["Dialback offered", "dialback", true],
       ["Bound JID", "jid"],
+      ["Component", "componentName"],
+      ["Handshake accepted", "authenticated", true],
       ["Stream id", "streamId"],
       ["Server (from)", "serverFrom"],
       ["XMPP version", "xmppVersion"],

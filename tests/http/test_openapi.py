@@ -50,6 +50,8 @@ PARSERS = {
     "/api/xmpp/server-info": validate.parse_server_info,
     "/api/xmpp/srv": validate.parse_srv,
     "/api/xmpp/check": validate.parse_check,
+    "/api/xmpp/ping": validate.parse_ping,
+    "/api/xmpp/component": validate.parse_component,
 }
 
 # The fields each endpoint reads, maintained by hand as well (the tests below
@@ -73,6 +75,8 @@ EXPECTED_FIELDS = {
     "/api/xmpp/server-info": AUTH_FIELDS,
     "/api/xmpp/srv": {"domain", "timeout"},
     "/api/xmpp/check": {"domain", "timeout", "services", "username", "password", "transcript"},
+    "/api/xmpp/ping": AUTH_FIELDS | {"target", "count"},
+    "/api/xmpp/component": {"host", "port", "componentName", "secret", "timeout", "transcript"},
 }
 MINIMAL = {
     "/api/xmpp/connect": {"host": "example.com"},
@@ -83,6 +87,8 @@ MINIMAL = {
     "/api/xmpp/server-info": AUTH,
     "/api/xmpp/srv": {"domain": "example.com"},
     "/api/xmpp/check": {"domain": "example.com"},
+    "/api/xmpp/ping": AUTH,
+    "/api/xmpp/component": {"host": "example.com", "componentName": "component.example.com"},
 }
 # Fields given together or not at all (removing one alone is a 400).
 TOGETHER = {"/api/xmpp/check": {"username": "password", "password": "username"}}
@@ -99,6 +105,9 @@ SAMPLES = {
     "message": "hi",
     "from": "example.net",
     "services": ["server"],
+    "target": "example.net",
+    "componentName": "component.example.com",
+    "secret": "Marker-Secret-55",
 }
 # JSON name -> attribute of the parsed request (when they differ).
 ATTRIBUTES = {
@@ -106,6 +115,8 @@ ATTRIBUTES = {
     "channelBinding": "channel_binding",
     "waitMs": "wait",
     "from": "from_",
+    "target": "to",
+    "componentName": "component_name",
 }
 MILLISECONDS = {"timeout", "waitMs"}
 # Documented without a default: required, or defaulted from another field or
@@ -119,6 +130,9 @@ NO_DEFAULT = {
     "channelBinding",
     "recipient",
     "from",
+    "target",
+    "componentName",
+    "secret",
 }
 
 SPEC_ERROR_TYPES = {
@@ -530,7 +544,7 @@ class RequestSchemaTests(SynchronousTestCase):
                     with self.assertRaises(RequestError) as caught:
                         parse({**base, name: longest + "a"})
                     self.assertTrue(caught.exception.message.startswith(name))
-        self.assertEqual(checked, {"username", "password", "resource", "message"})
+        self.assertEqual(checked, {"username", "password", "resource", "message", "secret"})
 
     def test_enums(self):
         """Every documented choice is accepted; anything else is a 400."""
@@ -680,6 +694,40 @@ class ResponseSchemaTests(WebCase):
         script = login_script(tail=[(b"</message>", _message_error_reply)])
         answer = self.check("/api/xmpp/message", body, script, advance=2)
         self.assertEqual(answer["deliveryErrorCondition"]["condition"], "service-unavailable")
+
+    def test_ping(self):
+        """/ping answers: pongs, an error answer, a timeout; a failed login."""
+        tail = [
+            (b"</iq>", b"<iq type='result' id='ping1'/>"),
+            (b"</iq>", iq_error("ping2", "remote-server-not-found")),
+        ]
+        body = {**AUTH_CLEAR, "count": 3, "target": "example.net", "transcript": True}
+        answer = self.check("/api/xmpp/ping", body, login_script(tail=tail), advance=5)
+        self.assertEqual([p["result"] for p in answer["pings"]], ["pong", "error", "timeout"])
+        answer = self.check("/api/xmpp/ping", {**AUTH_CLEAR, "count": 1}, [], advance=5)
+        self.assertEqual(answer["errorType"], "timeout")
+        script = login_script(after_auth=sasl_failure("not-authorized"))
+        answer = self.check("/api/xmpp/ping", AUTH_CLEAR, script)
+        self.assertEqual(answer["errorType"], "sasl")
+
+    def test_component(self):
+        """/component answers: authenticated, stream only, refused, unreachable."""
+        header = (
+            b"<stream:stream xmlns='jabber:component:accept' "
+            b"xmlns:stream='http://etherx.jabber.org/streams' id='c1' from='c.example.com'>"
+        )
+        body = {"host": "example.com", "componentName": "c.example.com", "transcript": True}
+        secret = {**body, "secret": "Marker-Secret-55"}
+        script = [(b"xml:lang='en'>", header), (b"</handshake>", b"<handshake/>")]
+        answer = self.check("/api/xmpp/component", secret, script)
+        self.assertIs(answer["authenticated"], True)
+        answer = self.check("/api/xmpp/component", body, [(b"xml:lang='en'>", header)])
+        self.assertIs(answer["authenticated"], False)
+        script = [(b"xml:lang='en'>", header), (b"</handshake>", stream_error("not-authorized"))]
+        answer = self.check("/api/xmpp/component", secret, script)
+        self.assertEqual(answer["errorType"], "stream_error")
+        self.assertNotIn("Marker-Secret-55", json.dumps(answer))
+        self.check("/api/xmpp/component", body, error=ConnectError("refused"))
 
     def test_domain_alone(self):
         """Answers of probes given a domain alone (SRV) carry the documented resolved."""

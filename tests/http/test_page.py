@@ -439,7 +439,7 @@ class BrowserTests(SynchronousTestCase):
                     limits = f"{prop['minimum']}–{prop['maximum']}, default {prop['default']}"
                     self.assertIn(limits, help_text, where)
                 else:
-                    if name == "password":
+                    if name == "password" or prop.get("format") == "password":
                         self.assertEqual(control["type"], "password", where)
                     elif name == "message":
                         self.assertEqual(control["tag"], "textarea", where)
@@ -510,7 +510,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
-from portofcall_xmpp import flows, openapi
+from portofcall_xmpp import flows, page
 from portofcall_xmpp.errors import ConnectError
 from portofcall_xmpp.web import Api
 
@@ -518,14 +518,19 @@ ENTRIES = int(sys.argv[1])
 DRIVER = b'''
 (() => {
   const more = Number(new URLSearchParams(location.search).get("more") || 0);
-  const form = document.getElementById("form-connect");
-  form.querySelector("[name=host]").value = "127.0.0.1";
-  form.requestSubmit();
+  const start = () => {
+    // The page builds its forms once it has read the OpenAPI document.
+    const form = document.getElementById("form-connect");
+    if (!form || document.querySelector("main").hidden) return setTimeout(start, 50);
+    form.querySelector("[name=host]").value = "127.0.0.1";
+    form.requestSubmit();
+    wait();
+  };
   const wait = () => {
     if (!document.querySelector("ol.transcript")) return setTimeout(wait, 50);
     for (let i = 0; i < more; i++) document.querySelector("ol.transcript li.more button").click();
   };
-  wait();
+  start();
 })();
 '''
 ANSWER = json.dumps({
@@ -536,7 +541,7 @@ ANSWER = json.dumps({
         for i in range(ENTRIES)
     ],
 }).encode()
-PAGE = openapi.static_file("index.html")[0].replace(
+PAGE = page.static_file("index.html")[0].replace(
     b'<script src="static/app.js" defer></script>',
     b'<script src="static/app.js" defer></script><script src="driver.js" defer></script>',
 )

@@ -36,26 +36,35 @@ def test_port_taken(prosody_installed, tmp_path):
     taken.listen()
     try:
         port = taken.getsockname()[1]
-        [s2s] = free_ports(1)
-        process = script("--port", str(port), "--s2s-port", str(s2s), "--dir", str(tmp_path))
+        s2s, component = free_ports(2)
+        process = script(
+            "--port", str(port), "--s2s-port", str(s2s), "--component-port", str(component),
+            "--dir", str(tmp_path),
+        )  # fmt: skip
         out, err = process.communicate(timeout=60)
     finally:
         taken.close()
     assert process.returncode == 2, out + err
     assert out == ""
     [line] = err.splitlines()
-    assert f"port {port} or {s2s} on 127.0.0.1 is already in use" in line
+    assert f"port {port}, {s2s} or {component} on 127.0.0.1 is already in use" in line
     assert "--port" in line
 
 
 def test_ports_in_one_line(prosody_installed, tmp_path):
     """Free ports: one line names them (and the accounts), and Prosody listens there."""
-    c2s, s2s = free_ports(2)
-    process = script("--port", str(c2s), "--s2s-port", str(s2s), "--dir", str(tmp_path))
+    c2s, s2s, component = free_ports(3)
+    process = script(
+        "--port", str(c2s), "--s2s-port", str(s2s), "--component-port", str(component),
+        "--dir", str(tmp_path),
+    )  # fmt: skip
     try:
         line = process.stdout.readline()
-        assert line.startswith(f"Prosody on 127.0.0.1: c2s {c2s}, s2s {s2s} "), line
+        assert line.startswith(
+            f"Prosody on 127.0.0.1: c2s {c2s}, s2s {s2s}, component {component} "
+        ), line
         assert "carol@localhost" in line
+        assert "component.localhost" in line
         with socket.create_connection(("127.0.0.1", c2s), timeout=5):
             pass
     finally:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import servers
@@ -39,6 +39,7 @@ from portofcall_xmpp.demo import (  # noqa: F401 (the tests import them from her
     ACCOUNTS,
     ALICE_ROSTER,
     BIG_ROSTER_SIZE,
+    COMPONENTS,
     CONTACT_INFO,
     DEFAULT_MODULES,
     DEFAULT_VHOSTS,
@@ -81,6 +82,8 @@ class ProsodyInfo(servers.ServerInfo):
     rosters: dict[str, list[dict[str, object]]]
     log_path: Path
     debug_log_path: Path
+    component_port: int | None = None
+    components: dict[str, str] = field(default_factory=dict)
 
     def new_user(
         self,
@@ -121,6 +124,8 @@ def start_seeded_server(base_dir: str | os.PathLike[str]) -> ProsodyInfo:
             rosters={"alice": ALICE_ROSTER, "big": big_roster()},
             log_path=server.log_path,
             debug_log_path=server.debug_log_path,
+            component_port=server.component_port,
+            components=dict(server.components),
         )
     except BaseException:
         server.stop()
@@ -145,16 +150,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=5222, help="c2s port (default 5222)")
     parser.add_argument("--s2s-port", type=int, default=5269, help="s2s port (default 5269)")
+    parser.add_argument(
+        "--component-port", type=int, default=5347, help="component port (default 5347)"
+    )
     parser.add_argument("--dir", help="state directory (default: a new temporary one)")
     args = parser.parse_args(argv)
     base = servers.demo_dir(args.dir, "portofcall-prosody-")
-    server = seeded_prosody(base, c2s_port=args.port, s2s_port=args.s2s_port)
+    server = seeded_prosody(
+        base, c2s_port=args.port, s2s_port=args.s2s_port, component_port=args.component_port
+    )
     try:
         server.start()
     except servers.PortClash:
         print(
-            f"prosody.py: port {args.port} or {args.s2s_port} on {server.host} is already in "
-            "use (Debian's own Prosody?): choose others with --port and --s2s-port",
+            f"prosody.py: port {args.port}, {args.s2s_port} or {args.component_port} on "
+            f"{server.host} is already in use (Debian's own Prosody?): choose others with "
+            "--port, --s2s-port and --component-port",
             file=sys.stderr,
         )
         return 2
@@ -166,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         for domain, users in ACCOUNTS.items()
         for user, password in users.items()
     )
+    components = ", ".join(f"{name} / {secret!r}" for name, secret in server.components.items())
     print(
-        f"Prosody on {server.host}: c2s {server.c2s_port}, s2s {server.s2s_port} "
-        f"(state in {base}); accounts: {accounts}",
+        f"Prosody on {server.host}: c2s {server.c2s_port}, s2s {server.s2s_port}, "
+        f"component {server.component_port} (state in {base}); accounts: {accounts}; "
+        f"components: {components}",
         flush=True,
     )
     return servers.serve_until_interrupted(server)
