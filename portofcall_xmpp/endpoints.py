@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 import attrs
 from twisted.internet.defer import Deferred
 
-from . import check, flows, render, validate
+from . import check, discover, flows, render, validate
 
 #: The largest request body accepted (SPEC §2: 413 beyond).
 MAX_BODY_BYTES = 64 * 1024
@@ -210,5 +210,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         success_schema="ServerInfoSuccess",
         failure_schema="AuthProbeFailure",
         example=_ACCOUNT,
+    ),
+    Endpoint(
+        name="discover",
+        summary="Web discovery",
+        description="XEP-0156: fetch `https://<domain>/.well-known/host-meta` (XRD) and "
+        "`host-meta.json` over HTTPS (certificate verified for the domain with the system "
+        "store and `--ca-file`), and report each document's status, content type, CORS "
+        "header and the WebSocket and BOSH links found. Redirects are reported, not "
+        "followed. A document that cannot be fetched carries its own `error`.",
+        parse=validate.parse_discover,
+        flow=discover.discover,
+        render=render.discover_json,
+        render_failure=render.discover_failure_json,
+        request_schema="DiscoverRequest",
+        success_schema="DiscoverSuccess",
+        failure_schema="SRVFailure",
+        example={"domain": "example.org"},
     ),
 )

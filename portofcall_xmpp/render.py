@@ -7,13 +7,14 @@ are seconds, turned into integer milliseconds here by L{schema.ms}.
 
 from __future__ import annotations
 
-from . import findings, flows, route, srv, tlsinfo
+from . import discover, findings, flows, route, srv, tlsinfo
 from .schema import ms, nullable, obj, ref, strings
 from .validate import (
     CHECK_KINDS,
     AuthRequest,
     CheckRequest,
     ConnectRequest,
+    DiscoverRequest,
     MessageRequest,
     S2SRequest,
     SRVRequest,
@@ -995,6 +996,112 @@ SCHEMAS["SRVFailure"] = obj(
 
 def srv_failure_json(failed: flows.Failed, req: SRVRequest) -> dict:
     """An SRV lookup that stopped (C{dns} or C{timeout})."""
+    return _failure_base(failed, {"domain": req.domain}, False)
+
+
+# -- /discover
+
+SCHEMAS["HTTPTLS"] = obj(
+    {
+        "protocol": {"type": "string", "description": "E.g. TLSv1.3."},
+        "cipher": nullable("string"),
+        "alpn": nullable("string"),
+        "certificate": {
+            "anyOf": [ref("Certificate"), {"type": "null"}],
+            "description": "Checked for the URL's host (DNS-ID); null when the server sent none.",
+        },
+    },
+    required=["protocol", "cipher", "alpn", "certificate"],
+    description="The TLS of an HTTPS (or `wss://`) connection.",
+)
+
+
+def http_tls_json(report: tlsinfo.TLSReport | None) -> dict | None:
+    """An HTTPS connection's TLS report, or null without TLS."""
+    if report is None:
+        return None
+    return {
+        "protocol": report.protocol,
+        "cipher": report.cipher,
+        "alpn": report.alpn,
+        "certificate": (
+            None if report.certificate is None else _certificate_json(report.certificate)
+        ),
+    }
+
+
+SCHEMAS["HostMetaDocument"] = obj(
+    {
+        "url": {"type": "string"},
+        "status": nullable("integer", "The HTTP status, or null when none came."),
+        "contentType": nullable("string"),
+        "location": nullable("string", "A redirect's `Location` (not followed)."),
+        "cors": nullable("string", "The `Access-Control-Allow-Origin` header seen."),
+        "websocket": strings("`urn:xmpp:alt-connections:websocket` links, in order."),
+        "bosh": strings("`urn:xmpp:alt-connections:xbosh` links, in order."),
+        "tls": {"anyOf": [ref("HTTPTLS"), {"type": "null"}]},
+        "error": nullable("string", "Why this document gave no links, or null."),
+        "errorType": {"anyOf": [ref("ErrorType"), {"type": "null"}]},
+    },
+    required=[
+        "url",
+        "status",
+        "contentType",
+        "location",
+        "cors",
+        "websocket",
+        "bosh",
+        "tls",
+        "error",
+        "errorType",
+    ],
+)
+
+
+def _host_meta_json(document: discover.HostMetaDocument) -> dict:
+    return {
+        "url": document.url,
+        "status": document.status,
+        "contentType": document.content_type,
+        "location": document.location,
+        "cors": document.cors,
+        "websocket": list(document.links.websocket),
+        "bosh": list(document.links.bosh),
+        "tls": http_tls_json(document.tls),
+        "error": document.error,
+        "errorType": document.error_type,
+    }
+
+
+SCHEMAS["DiscoverSuccess"] = obj(
+    {
+        "success": {"const": True},
+        "domain": {"type": "string"},
+        "hostMeta": ref("HostMetaDocument"),
+        "hostMetaJson": ref("HostMetaDocument"),
+        "websocket": strings("Every WebSocket URL found (both documents, without repeats)."),
+        "bosh": strings("Every BOSH URL found (both documents, without repeats)."),
+        "elapsedMs": {"type": "integer"},
+    },
+    required=["success", "domain", "hostMeta", "hostMetaJson", "websocket", "bosh", "elapsedMs"],
+)
+
+
+def discover_json(result: discover.DiscoverResult, req: DiscoverRequest) -> dict:
+    """SPEC §10 /discover: both host-meta documents and the links found."""
+    return {
+        "success": True,
+        "domain": result.domain,
+        "hostMeta": _host_meta_json(result.xrd),
+        "hostMetaJson": _host_meta_json(result.json),
+        "websocket": list(result.websocket),
+        "bosh": list(result.bosh),
+        "elapsedMs": ms(result.elapsed),
+    }
+
+
+def discover_failure_json(failed: flows.Failed, req: DiscoverRequest) -> dict:
+    """Discovery that outlasted its timeout."""
     return _failure_base(failed, {"domain": req.domain}, False)
 
 

@@ -935,3 +935,55 @@ SCHEMAS["CheckRequest"] = obj(
     },
     required=["domain"],
 )
+
+
+# -- /discover (XEP-0156)
+
+DISCOVER_TIMEOUT = 10.0
+
+
+@attrs.frozen(kw_only=True)
+class DiscoverRequest:
+    """A C{/discover} probe: the host-meta documents of C{domain} (a DNS name or IP)."""
+
+    domain: str
+    timeout: float = DISCOVER_TIMEOUT
+    transcript: bool = False
+
+    account = None
+
+    @property
+    def target(self) -> str:
+        return self.domain
+
+
+def parse_discover(body) -> DiscoverRequest:
+    """
+    C{POST /api/xmpp/discover}: C{domain} (required: a JID domainpart, the
+    host of the host-meta URLs), C{timeout} 10000 ms.
+
+    @raise RequestError: 400, C{"Missing required parameter: domain"} or a
+        message naming the invalid field.
+    """
+    body = _require_object(body)
+    if _is_missing(body.get("domain")):
+        raise RequestError(400, "Missing required parameter: domain")
+    return DiscoverRequest(
+        domain=check_domain(body["domain"]).strip("[]"),
+        timeout=_milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, DISCOVER_TIMEOUT),
+    )
+
+
+SCHEMAS["DiscoverRequest"] = obj(
+    {
+        "domain": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The XMPP domain whose host-meta documents (XEP-0156) to fetch: "
+            "`https://<domain>/.well-known/host-meta` and `…/host-meta.json`.",
+            "examples": ["example.org"],
+        },
+        "timeout": _timeout_schema(DISCOVER_TIMEOUT),
+    },
+    required=["domain"],
+)

@@ -50,6 +50,7 @@ PARSERS = {
     "/api/xmpp/server-info": validate.parse_server_info,
     "/api/xmpp/srv": validate.parse_srv,
     "/api/xmpp/check": validate.parse_check,
+    "/api/xmpp/discover": validate.parse_discover,
 }
 
 # The fields each endpoint reads, maintained by hand as well (the tests below
@@ -73,6 +74,7 @@ EXPECTED_FIELDS = {
     "/api/xmpp/server-info": AUTH_FIELDS,
     "/api/xmpp/srv": {"domain", "timeout"},
     "/api/xmpp/check": {"domain", "timeout", "services", "username", "password", "transcript"},
+    "/api/xmpp/discover": {"domain", "timeout"},
 }
 MINIMAL = {
     "/api/xmpp/connect": {"host": "example.com"},
@@ -83,6 +85,7 @@ MINIMAL = {
     "/api/xmpp/server-info": AUTH,
     "/api/xmpp/srv": {"domain": "example.com"},
     "/api/xmpp/check": {"domain": "example.com"},
+    "/api/xmpp/discover": {"domain": "example.com"},
 }
 # Fields given together or not at all (removing one alone is a 400).
 TOGETHER = {"/api/xmpp/check": {"username": "password", "password": "username"}}
