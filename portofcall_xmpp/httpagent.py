@@ -115,6 +115,10 @@ class HTTPClient:
                 self._address = peer.host
         return connected
 
+    def first_creator(self) -> tlsinfo.ClientCreator | None:
+        """The TLS creator of the first connection, if any."""
+        return self._creators[0][1] if self._creators else None
+
     def tls_context(self, host: str) -> tlsinfo.ClientCreator:
         """A TLS creator for C{host} whose certificate L{check_certificates} verifies."""
         creator = tlsinfo.client_context(self._env.trust, host)

@@ -7,7 +7,7 @@ are seconds, turned into integer milliseconds here by L{schema.ms}.
 
 from __future__ import annotations
 
-from . import discover, findings, flows, route, srv, tlsinfo
+from . import discover, findings, flows, route, srv, tlsinfo, webstream
 from .schema import ms, nullable, obj, ref, strings
 from .validate import (
     CHECK_KINDS,
@@ -18,6 +18,7 @@ from .validate import (
     MessageRequest,
     S2SRequest,
     SRVRequest,
+    WebRequest,
 )
 
 #: The response schemas, by component name; each declared beside its renderer.
@@ -1103,6 +1104,171 @@ def discover_json(result: discover.DiscoverResult, req: DiscoverRequest) -> dict
 def discover_failure_json(failed: flows.Failed, req: DiscoverRequest) -> dict:
     """Discovery that outlasted its timeout."""
     return _failure_base(failed, {"domain": req.domain}, False)
+
+
+# -- /websocket, /bosh
+
+_WEB_TRANSPORT_COMMON = {
+    "url": {"type": "string", "description": "The endpoint probed."},
+    "tls": {
+        "anyOf": [ref("HTTPTLS"), {"type": "null"}],
+        "description": "Of `wss://`/`https://`; null over plaintext.",
+    },
+}
+SCHEMAS["WebSocketTransport"] = obj(
+    {
+        **_WEB_TRANSPORT_COMMON,
+        "httpStatus": {"type": "integer", "description": "101 once upgraded."},
+        "subprotocol": {"const": "xmpp"},
+    },
+    required=["url", "httpStatus", "subprotocol", "tls"],
+)
+SCHEMAS["BOSHTransport"] = obj(
+    {
+        **_WEB_TRANSPORT_COMMON,
+        "sid": {"type": "string", "description": "The session id."},
+        "wait": nullable("integer", "Seconds the server may hold a request."),
+        "hold": nullable("integer", "Requests the server may hold."),
+        "requests": nullable("integer", "Requests the client may have open at once."),
+        "inactivity": nullable("integer", "Seconds of inactivity allowed."),
+        "ver": nullable("string", "The BOSH version."),
+    },
+    required=["url", "sid", "wait", "hold", "requests", "inactivity", "ver", "tls"],
+)
+
+
+def _web_success(transport: str) -> dict:
+    return obj(
+        {
+            "success": {"const": True},
+            "url": {"type": "string"},
+            "discovered": {
+                "type": "boolean",
+                "description": "The URL came from the domain's host-meta (XEP-0156).",
+            },
+            "domain": {"type": "string"},
+            "transport": ref(transport),
+            "streamId": nullable("string"),
+            "serverFrom": nullable("string"),
+            "xmppVersion": nullable("string"),
+            "saslMechanisms": strings(),
+            "features": strings("Of the first features block, mapped as `/connect` has them."),
+            "featureNamespaces": strings("Every child namespace of the first features block."),
+            "saslChannelBindings": strings("XEP-0440 types offered."),
+            "jid": nullable("string", "As bound by the server; null without credentials."),
+            "mechanism": nullable("string", "The SASL mechanism; null without credentials."),
+            "channelBinding": nullable("string", "The channel-binding type used."),
+            "phases": ref("Phases"),
+            "timings": ref("Timings"),
+            "elapsedMs": {"type": "integer"},
+            "warnings": strings(),
+            "transcript": ref("Transcript"),
+        },
+        required=[
+            "success",
+            "url",
+            "discovered",
+            "domain",
+            "transport",
+            "streamId",
+            "serverFrom",
+            "xmppVersion",
+            "saslMechanisms",
+            "features",
+            "featureNamespaces",
+            "saslChannelBindings",
+            "jid",
+            "mechanism",
+            "channelBinding",
+            "phases",
+            "timings",
+            "elapsedMs",
+            "warnings",
+        ],
+    )
+
+
+SCHEMAS["WebSocketSuccess"] = _web_success("WebSocketTransport")
+SCHEMAS["BOSHSuccess"] = _web_success("BOSHTransport")
+
+
+def _web_transport_json(transport: webstream.WebTransport) -> dict:
+    body = {"url": transport.url}
+    if transport.kind == "websocket":
+        body["httpStatus"] = transport.http_status
+        body["subprotocol"] = transport.subprotocol
+    else:
+        body.update(
+            sid=transport.sid,
+            wait=transport.wait,
+            hold=transport.hold,
+            requests=transport.requests,
+            inactivity=transport.inactivity,
+            ver=transport.ver,
+        )
+    body["tls"] = http_tls_json(transport.tls)
+    return body
+
+
+def web_json(result: webstream.WebResult, req: WebRequest) -> dict:
+    """SPEC §10 /websocket and /bosh: the transport, the stream, the login if asked."""
+    header, features = result.header, result.features
+    body = {
+        "success": True,
+        "url": result.url,
+        "discovered": result.discovered,
+        "domain": result.domain,
+        "transport": _web_transport_json(result.transport),
+        "streamId": header.id,
+        "serverFrom": header.from_,
+        "xmppVersion": header.version,
+        "saslMechanisms": list(result.sasl_mechanisms),
+        "features": list(features.features),
+        "featureNamespaces": list(features.namespaces),
+        "saslChannelBindings": list(features.channel_bindings),
+        "jid": result.jid,
+        "mechanism": result.mechanism,
+        "channelBinding": result.channel_binding,
+        "phases": list(result.phases),
+        "timings": {k: ms(v) for k, v in result.timings.items()},
+        "elapsedMs": ms(result.elapsed),
+        "warnings": list(result.warnings),
+    }
+    if req.transcript:
+        body["transcript"] = _transcript_json(result.transcript)
+    return body
+
+
+_AUTH_FAILURE_PARTS = SCHEMAS["AuthProbeFailure"]["allOf"][1]["properties"]
+SCHEMAS["WebFailure"] = obj(
+    {
+        "success": {"const": False},
+        "error": SCHEMAS["ProbeFailure"]["properties"]["error"],
+        "errorType": ref("ErrorType"),
+        "url": nullable("string", "The URL tried; null when discovery found none."),
+        **{
+            name: SCHEMAS["ProbeFailure"]["properties"][name]
+            for name in ("streamErrorText", "xmlError", "warnings", "raw", "elapsedMs")
+        },
+        **_AUTH_FAILURE_PARTS,
+        "transcript": ref("Transcript"),
+    },
+    required=["success", "error", "errorType", "url", "phases", "timings", "elapsedMs"],
+    description="The probe ran and stopped (HTTP 200).",
+)
+
+
+def web_failure_json(failed: flows.Failed, req: WebRequest) -> dict:
+    """A /websocket or /bosh probe that stopped, with the phases reached."""
+    where = {
+        "url": failed.host,
+        "phases": list(failed.phases),
+        "timings": {k: ms(v) for k, v in failed.timings.items()},
+    }
+    if failed.mechanism is not None:
+        where["mechanism"] = failed.mechanism
+        where["channelBinding"] = failed.channel_binding
+    return _failure_base(failed, where, req.transcript)
 
 
 # -- /check
