@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.defer import Deferred
 from twisted.words.xish import domish
 
@@ -56,7 +55,8 @@ class _XMPPWebSocket(WebSocketClientProtocol):
             self.channel.received(payload)
 
     def onClose(self, wasClean, code, reason):
-        self.channel.closed(code, reason, self.localCloseCode)
+        too_large = self.wasMaxFramePayloadSizeExceeded or self.wasMaxMessagePayloadSizeExceeded
+        self.channel.closed(code, reason, too_large)
 
 
 class WebSocketChannel(Channel):
@@ -95,8 +95,9 @@ class WebSocketChannel(Channel):
         if not self._open.called:
             self._open.callback(None)
 
-    def closed(self, code, reason, local_code) -> None:
-        if local_code == WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG:
+    def closed(self, code, reason, too_large: bool) -> None:
+        """The WebSocket closed; C{too_large}: we closed it on a frame over the cap."""
+        if too_large:
             error = TooLarge(f"Server sent a WebSocket frame larger than {self._parser.cap} bytes")
         elif not self._is_open:
             status = _UPGRADE_FAILED.search(reason or "")
