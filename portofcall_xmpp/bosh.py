@@ -25,7 +25,14 @@ from twisted.web.http_headers import Headers
 from twisted.words.xish import domish
 
 from . import discover
-from .errors import Closed, ProbeError, ProtocolViolation, ReadTimeout, StreamError
+from .errors import (
+    Closed,
+    DestinationBlocked,
+    ProbeError,
+    ProtocolViolation,
+    ReadTimeout,
+    StreamError,
+)
 from .flows import Trace
 from .httpagent import HTTPClient, read_body
 from .parse import NS_CLIENT, to_xml
@@ -113,7 +120,8 @@ class BOSHChannel(Channel):
         return body
 
     def _request_failed(self, failure) -> None:
-        if failure.check(ProbeError):
+        # A blocked destination reaches the flow as it is (the web layer's 403).
+        if failure.check(ProbeError, DestinationBlocked):
             self.fail(failure.value)
         elif not failure.check(CancelledError):
             self.fail(Closed(f"BOSH request failed: {failure.getErrorMessage()}"))

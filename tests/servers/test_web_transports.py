@@ -188,3 +188,86 @@ async def test_bosh_over_tls(web_prosody, web_service):
     assert answer["transport"]["tls"]["certificate"]["verified"] is True
     assert answer["phases"][0] == "tls_connected"
     print(json.dumps({k: answer[k] for k in ("transport", "phases", "timings", "mechanism")}))
+
+
+@pytest.fixture(scope="module")
+def host_meta():
+    """The HTTPS host-meta server of the domain localhost (tests/support/hostmeta.py)."""
+    from hostmeta import start_host_meta_server
+    from twisted.internet import reactor
+
+    try:
+        server = start_host_meta_server(reactor, session_certs().localhost)
+    except Exception as e:  # not root, or 443 taken
+        pytest.skip(f"cannot listen on 127.0.0.1:443: {e}")
+    try:
+        yield server
+    finally:
+        pytest_twisted.blockon(server.stop())
+
+
+@pytest_twisted.ensureDeferred
+async def test_discovered_websocket_login(web_prosody, web_service, host_meta):
+    """domain alone: the WebSocket URL comes from host-meta; SCRAM logs in over it."""
+    from hostmeta import both
+
+    host_meta.documents = both(websocket=[ws_url(web_prosody[1], "wss")])
+    body = {"domain": DOMAIN, "username": USER, "password": PASSWORD}
+    status, answer = await post(web_service, "websocket", body)
+    assert status == 200, answer
+    assert answer["success"] is True, answer
+    assert answer["discovered"] is True
+    assert answer["url"] == ws_url(web_prosody[1], "wss")
+
+
+@pytest_twisted.ensureDeferred
+async def test_discovered_plaintext_never_plain(web_prosody, web_service, host_meta):
+    """A ws:// URL found by discovery is not the caller's choice: PLAIN is not sent over it."""
+    from hostmeta import both
+
+    host_meta.documents = both(websocket=[ws_url(web_prosody[0])], bosh=[bosh_url(web_prosody[0])])
+    body = {"domain": DOMAIN, "username": USER, "password": PASSWORD, "mechanism": "PLAIN"}
+    for endpoint in ("websocket", "bosh"):
+        status, answer = await post(web_service, endpoint, body)
+        assert status == 200, answer
+        assert answer["errorType"] == "tls", answer
+        assert "sasl_plain_sent" not in answer["phases"]
+    # SCRAM keeps the password off the wire: it goes ahead, with a warning.
+    status, answer = await post(web_service, "bosh", {**body, "mechanism": "SCRAM-SHA-1"})
+    assert answer["success"] is True, answer
+    assert answer["discovered"] is True
+    assert answer["warnings"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_discovered_dead_link(web_service, host_meta):
+    """A host-meta link to a dead URL: errorType connect, the URL named."""
+    from hostmeta import both
+    from servers import free_ports
+
+    (dead,) = free_ports(1)
+    host_meta.documents = both(bosh=[bosh_url(dead)])
+    status, answer = await post(web_service, "bosh", {"domain": DOMAIN})
+    assert status == 200, answer
+    assert answer["errorType"] == "connect", answer
+    assert answer["url"] == bosh_url(dead)
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_link_found(web_service, host_meta):
+    """No WebSocket link in host-meta: a typed failure saying so."""
+    host_meta.documents = {}
+    status, answer = await post(web_service, "websocket", {"domain": DOMAIN})
+    assert status == 200, answer
+    assert answer["success"] is False
+    assert "host-meta" in answer["error"]
+    assert answer["url"] is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_plaintext_to_loopback_refused(strict_service):
+    """ws:// and http:// to a loopback address without --allow-private: 403."""
+    for endpoint, url in (("websocket", ws_url(1)), ("bosh", bosh_url(1))):
+        status, answer = await post(strict_service, endpoint, {"url": url})
+        assert status == 403, answer
+        assert answer["blocked"] is True
