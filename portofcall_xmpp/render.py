@@ -1416,6 +1416,24 @@ SCHEMAS["CheckSuccess"] = obj(
             "description": "With credentials: the login and server-info queries.",
         },
         "serverInfo": {"description": "As /server-info's `serverInfo`, or null."},
+        "discovery": {
+            "anyOf": [
+                obj(
+                    {"hostMeta": ref("HostMetaDocument"), "hostMetaJson": ref("HostMetaDocument")},
+                    required=["hostMeta", "hostMetaJson"],
+                ),
+                {"type": "null"},
+            ],
+            "description": "The host-meta documents (XEP-0156, as `/discover`), or null when "
+            "they could not be asked for (the destination policy refused the domain, or the "
+            "check's timeout came first).",
+        },
+        "webEndpoints": {
+            "type": "array",
+            "items": ref("CheckWebEndpoint"),
+            "description": "Each WebSocket and BOSH URL of host-meta (at most 4), probed as "
+            "`/websocket` or `/bosh` without credentials.",
+        },
         "findings": {"type": "array", "items": ref("Finding")},
         "elapsedMs": {"type": "integer"},
     },
@@ -1432,10 +1450,44 @@ SCHEMAS["CheckSuccess"] = obj(
         "respectsTo",
         "login",
         "serverInfo",
+        "discovery",
+        "webEndpoints",
         "findings",
         "elapsedMs",
     ],
 )
+
+
+SCHEMAS["CheckWebEndpoint"] = obj(
+    {
+        "kind": {"type": "string", "enum": ["websocket", "bosh"]},
+        "url": {"type": "string"},
+        "blocked": {
+            "type": "boolean",
+            "description": "The destination policy refuses its host: not contacted.",
+        },
+        "reachable": {"type": "boolean", "description": "It answered with an XMPP stream."},
+        "probe": {
+            "anyOf": [ref("WebSocketSuccess"), ref("BOSHSuccess"), ref("WebFailure")],
+            "description": "The probe's answer, as `/websocket` or `/bosh`; absent when blocked.",
+        },
+    },
+    required=["kind", "url", "blocked", "reachable"],
+)
+
+
+def _check_web_json(endpoint: findings.WebEndpoint, req: CheckRequest) -> dict:
+    body = {
+        "kind": endpoint.kind,
+        "url": endpoint.url,
+        "blocked": endpoint.blocked,
+        "reachable": endpoint.reachable,
+    }
+    if endpoint.result is not None:
+        body["probe"] = web_json(endpoint.result, req)
+    elif endpoint.failure is not None:
+        body["probe"] = web_failure_json(endpoint.failure, req)
+    return body
 
 
 def check_endpoint_json(endpoint: findings.CheckEndpoint, req: CheckRequest) -> dict:
@@ -1495,6 +1547,13 @@ def check_json(result, req: CheckRequest) -> dict:
         "respectsTo": dict(obs.respects_to),
         "login": login,
         "serverInfo": None if login is None or not login["success"] else login["serverInfo"],
+        "discovery": None
+        if obs.discovery is None
+        else {
+            "hostMeta": _host_meta_json(obs.discovery[0]),
+            "hostMetaJson": _host_meta_json(obs.discovery[1]),
+        },
+        "webEndpoints": [_check_web_json(e, req) for e in obs.web],
         "findings": [
             {
                 "id": f.id,

@@ -271,3 +271,36 @@ async def test_plaintext_to_loopback_refused(strict_service):
         status, answer = await post(strict_service, endpoint, {"url": url})
         assert status == 403, answer
         assert answer["blocked"] is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_check_probes_host_meta_links(web_prosody, web_service, host_meta):
+    """/check fetches host-meta and probes each link: the good ones reachable, a dead one
+    discover.bad_link, a ws:// one discover.insecure_link; CORS present: no discover.no_cors."""
+    from hostmeta import both
+    from servers import free_ports
+
+    (dead,) = free_ports(1)
+    links = [ws_url(web_prosody[1], "wss"), ws_url(web_prosody[0])]
+    host_meta.documents = both(websocket=links, bosh=[bosh_url(dead)])
+    status, body = await post(web_service, "check", {"domain": DOMAIN, "services": ["client"]})
+    assert status == 200, body
+    web = {e["url"]: e for e in body["webEndpoints"]}
+    assert web[links[0]]["reachable"] is True
+    assert web[links[0]]["probe"]["transport"]["subprotocol"] == "xmpp"
+    assert web[bosh_url(dead)]["reachable"] is False
+    assert web[bosh_url(dead)]["probe"]["errorType"] == "connect"
+    ids = {f["id"] for f in body["findings"]}
+    assert {"discover.bad_link", "discover.insecure_link"} <= ids
+    assert not {"discover.no_cors", "discover.no_host_meta"} & ids
+    assert body["discovery"]["hostMeta"]["status"] == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_check_without_host_meta(web_service, host_meta):
+    """/check of a domain without host-meta: discover.no_host_meta (info), no web endpoints."""
+    host_meta.documents = {}
+    status, body = await post(web_service, "check", {"domain": DOMAIN, "services": ["client"]})
+    assert status == 200, body
+    assert body["webEndpoints"] == []
+    assert "discover.no_host_meta" in {f["id"] for f in body["findings"]}
