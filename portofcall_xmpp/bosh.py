@@ -35,7 +35,7 @@ from .errors import (
 )
 from .flows import Trace
 from .httpagent import HTTPClient, read_body
-from .parse import NS_CLIENT, to_xml
+from .parse import NS_CLIENT
 from .stream import StreamHeader
 from .tlsstep import TLSStep
 from .webstream import (
@@ -111,12 +111,13 @@ class BOSHChannel(Channel):
 
     async def _exchange(self, data: bytes) -> bytes:
         response = await self._http.post(self._url, data=data, headers=Headers(_HEADERS))
+        # Read (at most the cap of) every body, so that no connection is left waiting.
+        body = await read_body(response)
+        self._client.check_certificates()
         if response.code != 200:
             location = response.headers.getRawHeaders("Location", [None])[0]
             where = f" to {location} (not followed)" if location else ""
             raise ProtocolViolation(f"BOSH server answered HTTP {response.code}{where}")
-        body = await read_body(response)
-        self._client.check_certificates()
         return body
 
     def _request_failed(self, failure) -> None:
@@ -166,12 +167,8 @@ class BOSHChannel(Channel):
 
     # -- the protocol interface
 
-    def write(self, data: bytes) -> None:
-        raise AssertionError("BOSH sends elements with send()")
-
-    def send(self, element: domish.Element) -> None:
-        if self._transcript is not None:
-            self._transcript.add("out", lambda: to_xml(element, NS_CLIENT))
+    def write(self, element: domish.Element) -> None:
+        """One element, one request (its C{<body/>} carries it)."""
         body = self._body()
         serialise(element)
         body.addChild(element)

@@ -28,7 +28,16 @@ from .flows import Trace
 from .httpagent import HTTPClient
 from .parse import NS_CLIENT
 from .stream import StreamHeader
-from .webstream import Channel, WebResult, WebSession, WebTransport, login, split_url, timed
+from .webstream import (
+    Channel,
+    WebResult,
+    WebSession,
+    WebTransport,
+    login,
+    serialise,
+    split_url,
+    timed,
+)
 
 NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 SUBPROTOCOL = "xmpp"
@@ -137,9 +146,10 @@ class WebSocketChannel(Channel):
     def closing(self, element) -> bool:
         return element.uri == NS_FRAMING and element.name == "close"
 
-    def write(self, data: bytes) -> None:
+    def write(self, element) -> None:
+        """One element, one text frame."""
         if self.error is None and self._is_open:
-            self.ws.sendMessage(data, isBinary=False)
+            self.ws.sendMessage(serialise(element).encode("utf-8"), isBinary=False)
 
     def send_header(self, to: str, from_: str | None = None) -> None:
         element = domish.Element((NS_FRAMING, "open"))

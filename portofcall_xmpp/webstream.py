@@ -141,9 +141,10 @@ class Channel:
     def send(self, element: domish.Element) -> None:
         if self._transcript is not None:
             self._transcript.add("out", lambda: to_xml(element, NS_CLIENT))
-        self.write(serialise(element).encode("utf-8"))
+        self.write(element)
 
-    def write(self, data: bytes) -> None:
+    def write(self, element: domish.Element) -> None:
+        """Carry one element to the server (the transport's framing)."""
         raise NotImplementedError
 
     def read_element(self, matcher, what: str, timeout: float, *, large: bool = False):

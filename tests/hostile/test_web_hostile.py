@@ -90,6 +90,10 @@ class HostileBOSH(resource.Resource):
             return b"<<<this is not a body>>>"
         if self.behaviour == "not-body":
             return b"<html><body>hello</body></html>"
+        if self.behaviour == "redirect":
+            request.setResponseCode(302)
+            request.setHeader("Location", "http://127.0.0.1:1/elsewhere")
+            return b"moved"
         return server.NOT_DONE_YET
 
 
@@ -163,11 +167,17 @@ async def test_hostile_websocket(web_service, behaviour, error_type):
 
 @pytest.mark.parametrize(
     "behaviour, error_type",
-    [("garbage", "protocol"), ("not-body", "protocol"), ("silent", "timeout")],
+    [
+        ("garbage", "protocol"),
+        ("not-body", "protocol"),
+        ("redirect", "protocol"),
+        ("silent", "timeout"),
+    ],
 )
 @pytest_twisted.ensureDeferred
 async def test_hostile_bosh(web_service, behaviour, error_type):
-    """A BOSH server that answers garbage or never answers: a typed error, no leak."""
+    """A BOSH server that answers garbage, redirects (not followed) or never answers: a
+    typed error, no leak."""
     port, counting = start_bosh(behaviour)
     try:
         url = f"http://127.0.0.1:{port.getHost().port}/http-bind"
