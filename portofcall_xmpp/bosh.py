@@ -110,7 +110,9 @@ class BOSHChannel(Channel):
         return d
 
     async def _exchange(self, data: bytes) -> bytes:
-        response = await self._http.post(self._url, data=data, headers=Headers(_HEADERS))
+        response = await self._http.post(
+            self._url, data=data, headers=Headers(_HEADERS), allow_redirects=False
+        )
         # Read (at most the cap of) every body, so that no connection is left waiting.
         body = await read_body(response)
         self._client.check_certificates()

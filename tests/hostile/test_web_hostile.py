@@ -91,7 +91,7 @@ class HostileBOSH(resource.Resource):
         if self.behaviour == "not-body":
             return b"<html><body>hello</body></html>"
         if self.behaviour == "redirect":
-            request.setResponseCode(302)
+            request.setResponseCode(307)
             request.setHeader("Location", "http://127.0.0.1:1/elsewhere")
             return b"moved"
         return server.NOT_DONE_YET
