@@ -9,7 +9,10 @@ accepts (L{flows.tls_version}), asks once per kind (client, server),
 through its first STARTTLS endpoint that answers (else a direct TLS one),
 whether a stream to an unknown name is refused, and with credentials logs
 in (L{flows.server_info}) through the first reachable client endpoint.
-L{findings} judges what was observed.
+Alongside, the domain's host-meta documents are fetched (L{discover}) and
+each WebSocket and BOSH URL they link to (at most L{MAX_WEB_ENDPOINTS}) is
+probed without credentials (L{websocket}, L{bosh}).  L{findings} judges
+what was observed.
 
 Bounds: at most L{MAX_CONNECTIONS} connections at once; everything within
 the request's C{timeout} (what has not finished by then is reported as a
@@ -24,10 +27,18 @@ from collections.abc import Callable
 import attrs
 from twisted.internet.defer import Deferred, DeferredSemaphore
 
-from . import findings, flows, srv, tlsinfo
-from .errors import FlowTimeout, ProbeError, StreamError
+from . import bosh, discover, findings, flows, srv, tlsinfo, websocket
+from .errors import DestinationBlocked, FlowTimeout, ProbeError, StreamError
 from .resolve import ROOT, Lookups
-from .validate import CONNECT_TIMEOUT, LOGIN_TIMEOUT, AuthRequest, ConnectRequest, S2SRequest
+from .validate import (
+    CONNECT_TIMEOUT,
+    DISCOVER_TIMEOUT,
+    LOGIN_TIMEOUT,
+    AuthRequest,
+    ConnectRequest,
+    S2SRequest,
+    WebRequest,
+)
 
 #: Endpoints probed at most (SPEC §8; more: finding C{check.truncated}).
 MAX_ENDPOINTS = 32
@@ -36,6 +47,8 @@ MAX_CONNECTIONS = 8
 #: The stream C{to} of the C{respectsTo} probe: a name no server can serve.
 UNKNOWN_NAME = "portofcall-check.invalid"
 KINDS = ("client", "server")
+#: WebSocket and BOSH URLs of host-meta probed at most.
+MAX_WEB_ENDPOINTS = 4
 
 
 @attrs.frozen
@@ -252,6 +265,49 @@ class _Run:
             return None, failed
         return result, None
 
+    # -- XEP-0156
+
+    async def discovery(self) -> tuple[tuple | None, tuple]:
+        """
+        The host-meta documents (L{None} when they could not be asked for:
+        the policy refused the domain, or the deadline came first), and the
+        WebSocket and BOSH endpoints they link to, probed.
+        """
+        try:
+            documents = await self.bounded(
+                lambda t: Deferred.fromCoroutine(discover.host_meta(self.env, self.req.domain)),
+                DISCOVER_TIMEOUT,
+            )
+        except (DestinationBlocked, flows.Failed):
+            return None, ()
+        found = discover.DiscoverResult(self.req.domain, *documents, 0.0)
+        links = [("websocket", url) for url in found.websocket]
+        links += [("bosh", url) for url in found.bosh]
+        probes = [
+            Deferred.fromCoroutine(self.web_endpoint(kind, url))
+            for kind, url in links[:MAX_WEB_ENDPOINTS]
+        ]
+        try:
+            web = await srv._gather(probes)
+        except BaseException:
+            for d in probes:
+                d.cancel()
+            raise
+        return documents, tuple(web)
+
+    async def web_endpoint(self, kind: str, url: str) -> findings.WebEndpoint:
+        flow = websocket.websocket if kind == "websocket" else bosh.bosh
+        req = WebRequest(url=url, domain=self.req.domain, transcript=self.req.transcript)
+        try:
+            result = await self.bounded(
+                lambda t: flow(self.env, attrs.evolve(req, timeout=t)), CONNECT_TIMEOUT
+            )
+        except DestinationBlocked:
+            return findings.WebEndpoint(kind, url, blocked=True)
+        except flows.Failed as failed:
+            return findings.WebEndpoint(kind, url, failure=failed)
+        return findings.WebEndpoint(kind, url, result=result)
+
 
 class _Shared:
     """One computation that several endpoints wait for; each wait may be cancelled alone."""
@@ -304,6 +360,7 @@ async def _check(env: flows.Environment, req, started: float, on_endpoint) -> Ch
         for t in targets
     ]
     tasks = [Deferred.fromCoroutine(run.endpoint(e)) for e in planned]
+    discovering = Deferred.fromCoroutine(run.discovery())
     later: list[Deferred] = []
     try:
         endpoints = await srv._gather(tasks)
@@ -324,10 +381,14 @@ async def _check(env: flows.Environment, req, started: float, on_endpoint) -> Ch
         login, failure = answers.pop("login", (None, None))
         respects.update(answers)
         aliases = await srv._gather(alias_waits)
+        documents, web = await discovering
     except BaseException:
         versions = [shared.running for shared in run.versions.values()]
-        for d in [*tasks, *versions, *run.respects.values(), *later, *alias_waits]:
+        waits = [*tasks, *versions, *run.respects.values(), *later, *alias_waits, discovering]
+        for d in waits:
             d.cancel()
+        # Awaited last: its failure (the cancellation) is nobody else's to consume.
+        discovering.addErrback(lambda _: None)
         raise
     finally:
         lookups.close()
@@ -342,6 +403,8 @@ async def _check(env: flows.Environment, req, started: float, on_endpoint) -> Ch
         login=login,
         login_failure=failure,
         login_request=login_request,
+        discovery=documents,
+        web=web,
     )
     found = findings.software(observations)
     return CheckResult(

@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 import attrs
 from twisted.internet.defer import Deferred
 
-from . import check, flows, render, validate
+from . import bosh, check, discover, flows, render, validate, websocket
 
 #: The largest request body accepted (SPEC §2: 413 beyond).
 MAX_BODY_BYTES = 64 * 1024
@@ -244,5 +244,57 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         success_schema="ComponentSuccess",
         failure_schema="AuthProbeFailure",
         example={"host": "xmpp.example.org", "componentName": "component.example.org"},
+    ),
+    Endpoint(
+        name="discover",
+        summary="Web discovery",
+        description="XEP-0156: fetch `https://<domain>/.well-known/host-meta` (XRD) and "
+        "`host-meta.json` over HTTPS (certificate verified for the domain with the system "
+        "store and `--ca-file`), and report each document's status, content type, CORS "
+        "header and the WebSocket and BOSH links found. Redirects are reported, not "
+        "followed. A document that cannot be fetched carries its own `error`.",
+        parse=validate.parse_discover,
+        flow=discover.discover,
+        render=render.discover_json,
+        render_failure=render.discover_failure_json,
+        request_schema="DiscoverRequest",
+        success_schema="DiscoverSuccess",
+        failure_schema="SRVFailure",
+        example={"domain": "example.org"},
+    ),
+    Endpoint(
+        name="websocket",
+        summary="WebSocket",
+        description="XMPP over WebSocket (RFC 7395): `url`, or `domain` alone (the first "
+        "WebSocket link of its host-meta). The URL's host goes through the destination "
+        "policy; `wss://` certificates are verified for it. The `xmpp` subprotocol, "
+        "`<open/>` and the features; with `username` and `password`, SASL, restart, bind "
+        "and session as `/login`. Frames are capped at the element size.",
+        parse=validate.parse_websocket,
+        flow=websocket.websocket,
+        render=render.web_json,
+        render_failure=render.web_failure_json,
+        request_schema="WebSocketRequest",
+        success_schema="WebSocketSuccess",
+        failure_schema="WebFailure",
+        example={"url": "wss://xmpp.example.org/xmpp-websocket", "domain": "example.org"},
+    ),
+    Endpoint(
+        name="bosh",
+        summary="BOSH",
+        description="XMPP over BOSH (XEP-0124, XEP-0206): `url`, or `domain` alone (the "
+        "first BOSH link of its host-meta). The URL's host goes through the destination "
+        "policy; `https://` certificates are verified for it. The session (`sid`, `wait`, "
+        "`hold`, `requests`, `inactivity`, `ver`) and the features; with `username` and "
+        "`password`, SASL, restart, bind and session as `/login`. Response bodies are "
+        "capped at the element size; redirects are not followed.",
+        parse=validate.parse_bosh,
+        flow=bosh.bosh,
+        render=render.web_json,
+        render_failure=render.web_failure_json,
+        request_schema="BOSHRequest",
+        success_schema="BOSHSuccess",
+        failure_schema="WebFailure",
+        example={"url": "https://xmpp.example.org/http-bind", "domain": "example.org"},
     ),
 )

@@ -253,6 +253,31 @@ CATALOGUE: dict[str, Entry] = {
         "The domain has more than 32 endpoints; only the first 32 were probed.",
         "Publish fewer SRV targets or addresses.",
     ),
+    "discover.no_host_meta": Entry(
+        "info",
+        "Neither host-meta document (XEP-0156) of the domain could be read over HTTPS, so "
+        "web clients cannot find its WebSocket or BOSH endpoint.",
+        "Serve https://<domain>/.well-known/host-meta (and host-meta.json) linking to the "
+        "WebSocket and BOSH endpoints.",
+        "Load mod_http_altconnect (community) with mod_websocket or mod_bosh.",
+        "Serve host-meta from the web server in front of ejabberd_http.",
+    ),
+    "discover.bad_link": Entry(
+        "warning",
+        "A WebSocket or BOSH URL in host-meta does not answer XMPP.",
+        "Fix the link, or the endpoint it points at.",
+    ),
+    "discover.no_cors": Entry(
+        "warning",
+        "A host-meta document with links has no Access-Control-Allow-Origin header, so web "
+        "clients on other origins cannot read it.",
+        "Send Access-Control-Allow-Origin: * with host-meta.",
+    ),
+    "discover.insecure_link": Entry(
+        "warning",
+        "host-meta advertises a ws:// or http:// URL (no TLS).",
+        "Advertise wss:// and https:// URLs only.",
+    ),
 }
 
 
@@ -319,6 +344,28 @@ class CheckEndpoint:
 
 
 @attrs.frozen
+class WebEndpoint:
+    """
+    A WebSocket or BOSH URL found in host-meta, and what probing it found.
+
+    @ivar kind: C{"websocket"} or C{"bosh"}.
+    @ivar blocked: the destination policy refuses its host: not contacted.
+    @ivar result: a C{webstream.WebResult}, when it answered with a stream.
+    @ivar failure: the probe's L{Failed}, when it did not.
+    """
+
+    kind: str
+    url: str
+    blocked: bool = False
+    result: object = None
+    failure: Failed | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.result is not None
+
+
+@attrs.frozen
 class Software:
     """Which server software answered, and how that is known."""
 
@@ -338,6 +385,10 @@ class Observations:
     @ivar respects_to: C{{kind: True | False | None}}: whether a stream to
         an unknown name was refused (C{None}: not known).
     @ivar login_request: the C{validate.AuthRequest} of the login, if any.
+    @ivar discovery: the two host-meta documents (C{discover.HostMetaDocument},
+        XRD then JSON), or L{None} when they could not be asked for (the
+        destination policy refused the domain).
+    @ivar web: the WebSocket and BOSH endpoints they link to, as probed.
     """
 
     domain: str
@@ -350,6 +401,8 @@ class Observations:
     login: AuthResult | None = None
     login_failure: Failed | None = None
     login_request: object = None
+    discovery: tuple | None = None
+    web: tuple[WebEndpoint, ...] = ()
 
 
 @attrs.frozen
@@ -420,6 +473,7 @@ def evaluate(obs: Observations, found: Software | None = None) -> tuple[Finding,
     _tls(obs, add)
     _streams(obs, add)
     _login(obs, add)
+    _discovery(obs, add)
     if obs.truncated:
         add("check.truncated", "Only the first 32 endpoints of the domain were probed.")
     order = list(CATALOGUE)
@@ -652,3 +706,23 @@ def _login(obs: Observations, add) -> None:
         and not any(info.disco.contact_addresses().values())
     ):
         add("info.no_contact_addresses", "The server publishes no contact addresses.")
+
+
+def _discovery(obs: Observations, add) -> None:
+    if obs.discovery is None:
+        return
+    read = [d for d in obs.discovery if d.status == 200 and d.error is None]
+    if not read:
+        add("discover.no_host_meta", f"No host-meta document of {obs.domain} could be read.")
+    for document in read:
+        if (document.links.websocket or document.links.bosh) and document.cors is None:
+            add("discover.no_cors", f"{document.url} has no Access-Control-Allow-Origin header.")
+    for endpoint in obs.web:
+        if endpoint.url.startswith(("ws://", "http://")):
+            add("discover.insecure_link", f"host-meta advertises {endpoint.url} (no TLS).")
+        if endpoint.failure is not None:
+            add(
+                "discover.bad_link",
+                f"host-meta links to {endpoint.url}, which does not answer XMPP "
+                f"({endpoint.failure.error.message}).",
+            )

@@ -7,7 +7,7 @@ are seconds, turned into integer milliseconds here by L{schema.ms}.
 
 from __future__ import annotations
 
-from . import findings, flows, route, srv, tlsinfo
+from . import discover, findings, flows, route, srv, tlsinfo, webstream
 from .schema import ms, nullable, obj, ref, strings
 from .validate import (
     CHECK_KINDS,
@@ -15,10 +15,12 @@ from .validate import (
     CheckRequest,
     ComponentRequest,
     ConnectRequest,
+    DiscoverRequest,
     MessageRequest,
     PingRequest,
     S2SRequest,
     SRVRequest,
+    WebRequest,
 )
 
 #: The response schemas, by component name; each declared beside its renderer.
@@ -1000,6 +1002,277 @@ def srv_failure_json(failed: flows.Failed, req: SRVRequest) -> dict:
     return _failure_base(failed, {"domain": req.domain}, False)
 
 
+# -- /discover
+
+SCHEMAS["HTTPTLS"] = obj(
+    {
+        "protocol": {"type": "string", "description": "E.g. TLSv1.3."},
+        "cipher": nullable("string"),
+        "alpn": nullable("string"),
+        "certificate": {
+            "anyOf": [ref("Certificate"), {"type": "null"}],
+            "description": "Checked for the URL's host (DNS-ID); null when the server sent none.",
+        },
+    },
+    required=["protocol", "cipher", "alpn", "certificate"],
+    description="The TLS of an HTTPS (or `wss://`) connection.",
+)
+
+
+def http_tls_json(report: tlsinfo.TLSReport | None) -> dict | None:
+    """An HTTPS connection's TLS report, or null without TLS."""
+    if report is None:
+        return None
+    return {
+        "protocol": report.protocol,
+        "cipher": report.cipher,
+        "alpn": report.alpn,
+        "certificate": (
+            None if report.certificate is None else _certificate_json(report.certificate)
+        ),
+    }
+
+
+SCHEMAS["HostMetaDocument"] = obj(
+    {
+        "url": {"type": "string"},
+        "status": nullable("integer", "The HTTP status, or null when none came."),
+        "contentType": nullable("string"),
+        "location": nullable("string", "A redirect's `Location` (not followed)."),
+        "cors": nullable("string", "The `Access-Control-Allow-Origin` header seen."),
+        "websocket": strings("`urn:xmpp:alt-connections:websocket` links, in order."),
+        "bosh": strings("`urn:xmpp:alt-connections:xbosh` links, in order."),
+        "tls": {"anyOf": [ref("HTTPTLS"), {"type": "null"}]},
+        "error": nullable("string", "Why this document gave no links, or null."),
+        "errorType": {"anyOf": [ref("ErrorType"), {"type": "null"}]},
+    },
+    required=[
+        "url",
+        "status",
+        "contentType",
+        "location",
+        "cors",
+        "websocket",
+        "bosh",
+        "tls",
+        "error",
+        "errorType",
+    ],
+)
+
+
+def _host_meta_json(document: discover.HostMetaDocument) -> dict:
+    return {
+        "url": document.url,
+        "status": document.status,
+        "contentType": document.content_type,
+        "location": document.location,
+        "cors": document.cors,
+        "websocket": list(document.links.websocket),
+        "bosh": list(document.links.bosh),
+        "tls": http_tls_json(document.tls),
+        "error": document.error,
+        "errorType": document.error_type,
+    }
+
+
+SCHEMAS["DiscoverSuccess"] = obj(
+    {
+        "success": {"const": True},
+        "domain": {"type": "string"},
+        "hostMeta": ref("HostMetaDocument"),
+        "hostMetaJson": ref("HostMetaDocument"),
+        "websocket": strings("Every WebSocket URL found (both documents, without repeats)."),
+        "bosh": strings("Every BOSH URL found (both documents, without repeats)."),
+        "elapsedMs": {"type": "integer"},
+    },
+    required=["success", "domain", "hostMeta", "hostMetaJson", "websocket", "bosh", "elapsedMs"],
+)
+
+
+def discover_json(result: discover.DiscoverResult, req: DiscoverRequest) -> dict:
+    """SPEC §10 /discover: both host-meta documents and the links found."""
+    return {
+        "success": True,
+        "domain": result.domain,
+        "hostMeta": _host_meta_json(result.xrd),
+        "hostMetaJson": _host_meta_json(result.json),
+        "websocket": list(result.websocket),
+        "bosh": list(result.bosh),
+        "elapsedMs": ms(result.elapsed),
+    }
+
+
+def discover_failure_json(failed: flows.Failed, req: DiscoverRequest) -> dict:
+    """Discovery that outlasted its timeout."""
+    return _failure_base(failed, {"domain": req.domain}, False)
+
+
+# -- /websocket, /bosh
+
+_WEB_TRANSPORT_COMMON = {
+    "url": {"type": "string", "description": "The endpoint probed."},
+    "tls": {
+        "anyOf": [ref("HTTPTLS"), {"type": "null"}],
+        "description": "Of `wss://`/`https://`; null over plaintext.",
+    },
+}
+SCHEMAS["WebSocketTransport"] = obj(
+    {
+        **_WEB_TRANSPORT_COMMON,
+        "httpStatus": {"type": "integer", "description": "101 once upgraded."},
+        "subprotocol": {"const": "xmpp"},
+    },
+    required=["url", "httpStatus", "subprotocol", "tls"],
+)
+SCHEMAS["BOSHTransport"] = obj(
+    {
+        **_WEB_TRANSPORT_COMMON,
+        "sid": {"type": "string", "description": "The session id."},
+        "wait": nullable("integer", "Seconds the server may hold a request."),
+        "hold": nullable("integer", "Requests the server may hold."),
+        "requests": nullable("integer", "Requests the client may have open at once."),
+        "inactivity": nullable("integer", "Seconds of inactivity allowed."),
+        "ver": nullable("string", "The BOSH version."),
+    },
+    required=["url", "sid", "wait", "hold", "requests", "inactivity", "ver", "tls"],
+)
+
+
+def _web_success(transport: str) -> dict:
+    return obj(
+        {
+            "success": {"const": True},
+            "url": {"type": "string"},
+            "discovered": {
+                "type": "boolean",
+                "description": "The URL came from the domain's host-meta (XEP-0156).",
+            },
+            "domain": {"type": "string"},
+            "transport": ref(transport),
+            "streamId": nullable("string"),
+            "serverFrom": nullable("string"),
+            "xmppVersion": nullable("string"),
+            "saslMechanisms": strings(),
+            "features": strings("Of the first features block, mapped as `/connect` has them."),
+            "featureNamespaces": strings("Every child namespace of the first features block."),
+            "saslChannelBindings": strings("XEP-0440 types offered."),
+            "jid": nullable("string", "As bound by the server; null without credentials."),
+            "mechanism": nullable("string", "The SASL mechanism; null without credentials."),
+            "channelBinding": nullable("string", "The channel-binding type used."),
+            "phases": ref("Phases"),
+            "timings": ref("Timings"),
+            "elapsedMs": {"type": "integer"},
+            "warnings": strings(),
+            "transcript": ref("Transcript"),
+        },
+        required=[
+            "success",
+            "url",
+            "discovered",
+            "domain",
+            "transport",
+            "streamId",
+            "serverFrom",
+            "xmppVersion",
+            "saslMechanisms",
+            "features",
+            "featureNamespaces",
+            "saslChannelBindings",
+            "jid",
+            "mechanism",
+            "channelBinding",
+            "phases",
+            "timings",
+            "elapsedMs",
+            "warnings",
+        ],
+    )
+
+
+SCHEMAS["WebSocketSuccess"] = _web_success("WebSocketTransport")
+SCHEMAS["BOSHSuccess"] = _web_success("BOSHTransport")
+
+
+def _web_transport_json(transport: webstream.WebTransport) -> dict:
+    body = {"url": transport.url}
+    if transport.kind == "websocket":
+        body["httpStatus"] = transport.http_status
+        body["subprotocol"] = transport.subprotocol
+    else:
+        body.update(
+            sid=transport.sid,
+            wait=transport.wait,
+            hold=transport.hold,
+            requests=transport.requests,
+            inactivity=transport.inactivity,
+            ver=transport.ver,
+        )
+    body["tls"] = http_tls_json(transport.tls)
+    return body
+
+
+def web_json(result: webstream.WebResult, req: WebRequest) -> dict:
+    """SPEC §10 /websocket and /bosh: the transport, the stream, the login if asked."""
+    header, features = result.header, result.features
+    body = {
+        "success": True,
+        "url": result.url,
+        "discovered": result.discovered,
+        "domain": result.domain,
+        "transport": _web_transport_json(result.transport),
+        "streamId": header.id,
+        "serverFrom": header.from_,
+        "xmppVersion": header.version,
+        "saslMechanisms": list(result.sasl_mechanisms),
+        "features": list(features.features),
+        "featureNamespaces": list(features.namespaces),
+        "saslChannelBindings": list(features.channel_bindings),
+        "jid": result.jid,
+        "mechanism": result.mechanism,
+        "channelBinding": result.channel_binding,
+        "phases": list(result.phases),
+        "timings": {k: ms(v) for k, v in result.timings.items()},
+        "elapsedMs": ms(result.elapsed),
+        "warnings": list(result.warnings),
+    }
+    if req.transcript:
+        body["transcript"] = _transcript_json(result.transcript)
+    return body
+
+
+_AUTH_FAILURE_PARTS = SCHEMAS["AuthProbeFailure"]["allOf"][1]["properties"]
+SCHEMAS["WebFailure"] = obj(
+    {
+        "success": {"const": False},
+        "error": SCHEMAS["ProbeFailure"]["properties"]["error"],
+        "errorType": ref("ErrorType"),
+        "url": nullable("string", "The URL tried; null when discovery found none."),
+        **{
+            name: SCHEMAS["ProbeFailure"]["properties"][name]
+            for name in ("streamErrorText", "xmlError", "warnings", "raw", "elapsedMs")
+        },
+        **_AUTH_FAILURE_PARTS,
+        "transcript": ref("Transcript"),
+    },
+    required=["success", "error", "errorType", "url", "phases", "timings", "elapsedMs"],
+    description="The probe ran and stopped (HTTP 200).",
+)
+
+
+def web_failure_json(failed: flows.Failed, req: WebRequest) -> dict:
+    """A /websocket or /bosh probe that stopped, with the phases reached."""
+    where = {
+        "url": failed.host,
+        "phases": list(failed.phases),
+        "timings": {k: ms(v) for k, v in failed.timings.items()},
+    }
+    if failed.mechanism is not None:
+        where["mechanism"] = failed.mechanism
+        where["channelBinding"] = failed.channel_binding
+    return _failure_base(failed, where, req.transcript)
+
+
 # -- /check
 
 SCHEMAS["FindingId"] = {
@@ -1145,6 +1418,24 @@ SCHEMAS["CheckSuccess"] = obj(
             "description": "With credentials: the login and server-info queries.",
         },
         "serverInfo": {"description": "As /server-info's `serverInfo`, or null."},
+        "discovery": {
+            "anyOf": [
+                obj(
+                    {"hostMeta": ref("HostMetaDocument"), "hostMetaJson": ref("HostMetaDocument")},
+                    required=["hostMeta", "hostMetaJson"],
+                ),
+                {"type": "null"},
+            ],
+            "description": "The host-meta documents (XEP-0156, as `/discover`), or null when "
+            "they could not be asked for (the destination policy refused the domain, or the "
+            "check's timeout came first).",
+        },
+        "webEndpoints": {
+            "type": "array",
+            "items": ref("CheckWebEndpoint"),
+            "description": "Each WebSocket and BOSH URL of host-meta (at most 4), probed as "
+            "`/websocket` or `/bosh` without credentials.",
+        },
         "findings": {"type": "array", "items": ref("Finding")},
         "elapsedMs": {"type": "integer"},
     },
@@ -1161,10 +1452,44 @@ SCHEMAS["CheckSuccess"] = obj(
         "respectsTo",
         "login",
         "serverInfo",
+        "discovery",
+        "webEndpoints",
         "findings",
         "elapsedMs",
     ],
 )
+
+
+SCHEMAS["CheckWebEndpoint"] = obj(
+    {
+        "kind": {"type": "string", "enum": ["websocket", "bosh"]},
+        "url": {"type": "string"},
+        "blocked": {
+            "type": "boolean",
+            "description": "The destination policy refuses its host: not contacted.",
+        },
+        "reachable": {"type": "boolean", "description": "It answered with an XMPP stream."},
+        "probe": {
+            "anyOf": [ref("WebSocketSuccess"), ref("BOSHSuccess"), ref("WebFailure")],
+            "description": "The probe's answer, as `/websocket` or `/bosh`; absent when blocked.",
+        },
+    },
+    required=["kind", "url", "blocked", "reachable"],
+)
+
+
+def _check_web_json(endpoint: findings.WebEndpoint, req: CheckRequest) -> dict:
+    body = {
+        "kind": endpoint.kind,
+        "url": endpoint.url,
+        "blocked": endpoint.blocked,
+        "reachable": endpoint.reachable,
+    }
+    if endpoint.result is not None:
+        body["probe"] = web_json(endpoint.result, req)
+    elif endpoint.failure is not None:
+        body["probe"] = web_failure_json(endpoint.failure, req)
+    return body
 
 
 def check_endpoint_json(endpoint: findings.CheckEndpoint, req: CheckRequest) -> dict:
@@ -1224,6 +1549,13 @@ def check_json(result, req: CheckRequest) -> dict:
         "respectsTo": dict(obs.respects_to),
         "login": login,
         "serverInfo": None if login is None or not login["success"] else login["serverInfo"],
+        "discovery": None
+        if obs.discovery is None
+        else {
+            "hostMeta": _host_meta_json(obs.discovery[0]),
+            "hostMetaJson": _host_meta_json(obs.discovery[1]),
+        },
+        "webEndpoints": [_check_web_json(e, req) for e in obs.web],
         "findings": [
             {
                 "id": f.id,

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import re
 from typing import ClassVar, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -1111,3 +1112,202 @@ SCHEMAS["PingRequest"] = _auth_schema(
         },
     },
 )
+
+
+# -- /discover (XEP-0156)
+
+DISCOVER_TIMEOUT = 10.0
+
+
+@attrs.frozen(kw_only=True)
+class DiscoverRequest:
+    """A C{/discover} probe: the host-meta documents of C{domain} (a DNS name or IP)."""
+
+    domain: str
+    timeout: float = DISCOVER_TIMEOUT
+    transcript: bool = False
+
+    account = None
+
+    @property
+    def target(self) -> str:
+        return self.domain
+
+
+def parse_discover(body) -> DiscoverRequest:
+    """
+    C{POST /api/xmpp/discover}: C{domain} (required: a JID domainpart, the
+    host of the host-meta URLs), C{timeout} 10000 ms.
+
+    @raise RequestError: 400, C{"Missing required parameter: domain"} or a
+        message naming the invalid field.
+    """
+    body = _require_object(body)
+    if _is_missing(body.get("domain")):
+        raise RequestError(400, "Missing required parameter: domain")
+    return DiscoverRequest(
+        domain=check_domain(body["domain"]).strip("[]"),
+        timeout=_milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, DISCOVER_TIMEOUT),
+    )
+
+
+SCHEMAS["DiscoverRequest"] = obj(
+    {
+        "domain": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The XMPP domain whose host-meta documents (XEP-0156) to fetch: "
+            "`https://<domain>/.well-known/host-meta` and `…/host-meta.json`.",
+            "examples": ["example.org"],
+        },
+        "timeout": _timeout_schema(DISCOVER_TIMEOUT),
+    },
+    required=["domain"],
+)
+
+
+# -- /websocket (RFC 7395) and /bosh (XEP-0124/0206)
+
+WEB_TIMEOUT = 20.0
+MAX_URL_CHARS = 2048
+WEBSOCKET_SCHEMES = ("wss", "ws")
+BOSH_SCHEMES = ("https", "http")
+
+
+@attrs.frozen(kw_only=True)
+class WebRequest:
+    """
+    A C{/websocket} or C{/bosh} probe.
+
+    @ivar url: the endpoint's URL, or L{None}: discover it from C{domain}'s
+        host-meta (XEP-0156).
+    @ivar domain: the stream's C{to}.
+    @ivar username: with C{password}, log in; L{None}: the stream only.
+    @ivar password: never part of C{repr}.
+    """
+
+    url: str | None
+    domain: str
+    timeout: float = WEB_TIMEOUT
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    resource: str = DEFAULT_RESOURCE
+    mechanism: str | None = None
+    transcript: bool = False
+
+    @property
+    def target(self) -> str:
+        return self.url or self.domain
+
+    @property
+    def account(self) -> str | None:
+        if self.username is None:
+            return None
+        return JID(self.username, self.domain, None).bare
+
+
+def _url(value, schemes: tuple[str, ...]) -> str:
+    text = _string(value, "url")
+    if len(text) > MAX_URL_CHARS:
+        raise RequestError(400, f"url must be at most {MAX_URL_CHARS} characters")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as e:
+        raise RequestError(400, f"url must be a valid URL ({e})") from None
+    if parts.scheme not in schemes:
+        raise RequestError(400, f"url must begin with {' or '.join(s + '://' for s in schemes)}")
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise RequestError(400, "url must name a host (and no user or password)")
+    if any(c.isspace() or ord(c) < 0x21 or ord(c) > 0x7E for c in text):
+        raise RequestError(400, "url must be ASCII without spaces (IDNA and percent-encoded)")
+    host = check_host(parts.hostname, "url")
+    shown = f"[{host}]" if ":" in host else host
+    netloc = shown if port is None else f"{shown}:{port}"
+    path = parts.path or "/"
+    return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+
+
+def _parse_web(body, schemes: tuple[str, ...]) -> WebRequest:
+    body = _require_object(body)
+    url = None if body.get("url") is None else _url(body["url"], schemes)
+    if url is None and _is_missing(body.get("domain")):
+        raise RequestError(400, "Missing required parameter: url or domain")
+    if body.get("domain") is None:
+        domain = _domain_of_host(urlsplit(url).hostname)
+    else:
+        domain = check_domain(body["domain"])
+    username = None if _is_missing(body.get("username")) else _username(body["username"])
+    password = None if _is_missing(body.get("password")) else _password(body["password"])
+    if (username is None) != (password is None):
+        missing, given = ("password", "username") if password is None else ("username", "password")
+        raise RequestError(400, f"{missing} is required with {given}: give both or neither")
+    return WebRequest(
+        url=url,
+        domain=domain,
+        timeout=_milliseconds(body, "timeout", 1, MAX_TIMEOUT_MS, WEB_TIMEOUT),
+        username=username,
+        password=password,
+        resource=_resource(body),
+        mechanism=_choice(body, "mechanism", MECHANISMS, None, upper=True),
+        transcript=_boolean(body, "transcript", False),
+    )
+
+
+def parse_websocket(body) -> WebRequest:
+    """
+    C{POST /api/xmpp/websocket}: C{url} (C{wss://} or C{ws://}) or C{domain}
+    (then discovered), C{domain} = the URL's host, C{timeout} 20000 ms,
+    C{username} and C{password} (both or neither), C{resource},
+    C{mechanism}, C{transcript} false.
+
+    @raise RequestError: 400 naming the missing or invalid field.
+    """
+    return _parse_web(body, WEBSOCKET_SCHEMES)
+
+
+def parse_bosh(body) -> WebRequest:
+    """C{POST /api/xmpp/bosh}: as L{parse_websocket}, with an C{https://} or C{http://} URL."""
+    return _parse_web(body, BOSH_SCHEMES)
+
+
+def _web_schema(schemes: tuple[str, ...], what: str) -> dict:
+    auth = SCHEMAS["AuthFields"]["properties"]
+    return {
+        **obj(
+            {
+                "url": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": f"The {what} endpoint "
+                    f"({' or '.join(f'`{s}://`' for s in schemes)}; at most {MAX_URL_CHARS} "
+                    "ASCII characters). A plaintext URL given "
+                    "here is the caller's choice of plaintext: SASL PLAIN may be used over it "
+                    "(as with `tls: none`). Without it: the first link of `domain`'s "
+                    "host-meta (XEP-0156), over which PLAIN is never sent in clear.",
+                },
+                "domain": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The XMPP domain: the stream's `to`. Default: the URL's "
+                    "host. Alone: where to find the URL (host-meta).",
+                    "examples": ["example.org"],
+                },
+                "timeout": _timeout_schema(WEB_TIMEOUT),
+                "username": {
+                    **auth["username"],
+                    "description": "With `password`: log in (SASL, restart, bind and session, "
+                    "as `/login`).",
+                },
+                "password": auth["password"],
+                "resource": auth["resource"],
+                "mechanism": auth["mechanism"],
+                "transcript": ref("TranscriptFlag"),
+            }
+        ),
+        "anyOf": [{"required": ["url"]}, {"required": ["domain"]}],
+    }
+
+
+SCHEMAS["WebSocketRequest"] = _web_schema(WEBSOCKET_SCHEMES, "WebSocket (RFC 7395)")
+SCHEMAS["BOSHRequest"] = _web_schema(BOSH_SCHEMES, "BOSH (XEP-0206)")

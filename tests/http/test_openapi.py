@@ -52,6 +52,9 @@ PARSERS = {
     "/api/xmpp/check": validate.parse_check,
     "/api/xmpp/ping": validate.parse_ping,
     "/api/xmpp/component": validate.parse_component,
+    "/api/xmpp/discover": validate.parse_discover,
+    "/api/xmpp/websocket": validate.parse_websocket,
+    "/api/xmpp/bosh": validate.parse_bosh,
 }
 
 # The fields each endpoint reads, maintained by hand as well (the tests below
@@ -65,6 +68,8 @@ AUTH_FIELDS = CONNECT_FIELDS | {
     "mechanism",
     "channelBinding",
 }
+WEB_FIELDS = {"url", "domain", "timeout", "username", "password", "resource", "mechanism"}
+WEB_FIELDS |= {"transcript"}
 MESSAGE_FIELDS = AUTH_FIELDS | {"recipient", "message", "type", "receipt", "waitMs"}
 EXPECTED_FIELDS = {
     "/api/xmpp/connect": CONNECT_FIELDS,
@@ -77,6 +82,9 @@ EXPECTED_FIELDS = {
     "/api/xmpp/check": {"domain", "timeout", "services", "username", "password", "transcript"},
     "/api/xmpp/ping": AUTH_FIELDS | {"target", "count"},
     "/api/xmpp/component": {"host", "port", "componentName", "secret", "timeout", "transcript"},
+    "/api/xmpp/discover": {"domain", "timeout"},
+    "/api/xmpp/websocket": WEB_FIELDS,
+    "/api/xmpp/bosh": WEB_FIELDS,
 }
 MINIMAL = {
     "/api/xmpp/connect": {"host": "example.com"},
@@ -89,11 +97,20 @@ MINIMAL = {
     "/api/xmpp/check": {"domain": "example.com"},
     "/api/xmpp/ping": AUTH,
     "/api/xmpp/component": {"host": "example.com", "componentName": "component.example.com"},
+    "/api/xmpp/discover": {"domain": "example.com"},
+    "/api/xmpp/websocket": {"url": "wss://example.com/xmpp-websocket"},
+    "/api/xmpp/bosh": {"url": "https://example.com/http-bind"},
 }
 # Fields given together or not at all (removing one alone is a 400).
-TOGETHER = {"/api/xmpp/check": {"username": "password", "password": "username"}}
+TOGETHER = {
+    path: {"username": "password", "password": "username"}
+    for path in ("/api/xmpp/check", "/api/xmpp/websocket", "/api/xmpp/bosh")
+}
 # What a request must also give for one of these fields to be valid.
-PARTNERS = {"/api/xmpp/check": {"username": "alice", "password": "Marker-Pw-77"}}
+PARTNERS = {
+    path: {"username": "alice", "password": "Marker-Pw-77"}
+    for path in ("/api/xmpp/check", "/api/xmpp/websocket", "/api/xmpp/bosh")
+}
 # A valid value of each string field that is not an enumeration.
 SAMPLES = {
     "host": "example.com",
@@ -108,7 +125,10 @@ SAMPLES = {
     "target": "example.net",
     "componentName": "component.example.com",
     "secret": "Marker-Secret-55",
+    "url": "wss://example.com/xmpp-websocket",
 }
+# Samples that differ by endpoint.
+PATH_SAMPLES = {"/api/xmpp/bosh": {"url": "https://example.com/http-bind"}}
 # JSON name -> attribute of the parsed request (when they differ).
 ATTRIBUTES = {
     "tlsVerify": "tls_verify",
@@ -133,6 +153,7 @@ NO_DEFAULT = {
     "target",
     "componentName",
     "secret",
+    "url",
 }
 
 SPEC_ERROR_TYPES = {
@@ -294,7 +315,7 @@ def full_body(path: str, schema: dict) -> dict:
         elif prop.get("type") == "integer":
             body[name] = prop["minimum"]
         else:
-            body[name] = SAMPLES[name]
+            body[name] = PATH_SAMPLES.get(path, {}).get(name, SAMPLES[name])
     return body
 
 

@@ -315,7 +315,9 @@ class EjabberdServer(servers.ServerProcess):
     ``{"protocol_options": ["no_sslv3", "no_tlsv1_3"]}`` for a TLS 1.2-only
     port next to a STARTTLS port that negotiates TLS 1.3).  TLS options without
     ``certfiles`` raise :class:`ValueError`.  ``s2s=True`` adds an
-    ``ejabberd_s2s_in`` listener on :attr:`s2s_port` (loopback).
+    ``ejabberd_s2s_in`` listener on :attr:`s2s_port` (loopback).  ``http=True``
+    adds an ``ejabberd_http`` listener on :attr:`http_port` (loopback) with the
+    WebSocket handler on ``/ws`` and ``mod_bosh`` on ``/bosh``.
 
     The paths must not contain whitespace (ejabberdctl expands them unquoted).
 
@@ -345,6 +347,7 @@ class EjabberdServer(servers.ServerProcess):
         c2s_options: Mapping[str, object] | None = None,
         direct_tls_options: Mapping[str, object] | None = None,
         s2s: bool = False,
+        http: bool = False,
         ejabberdctl: str | None = None,
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
@@ -372,6 +375,7 @@ class EjabberdServer(servers.ServerProcess):
         self.c2s_options: dict[str, object] = dict(c2s_options or {})
         self.direct_tls_options: dict[str, object] = dict(direct_tls_options or {})
         self.s2s = s2s
+        self.http = http
         self.ejabberdctl = ejabberdctl or find_ejabberd()
         self.command_timeout = command_timeout
 
@@ -391,6 +395,7 @@ class EjabberdServer(servers.ServerProcess):
 
         self.c2s_tls_port: int | None = None
         self.s2s_port: int | None = None
+        self.http_port: int | None = None
         self.dist_port: int | None = None
         self.foreground_execs = False
 
@@ -430,6 +435,15 @@ class EjabberdServer(servers.ServerProcess):
             )
         if self.s2s:
             listeners.append({"port": self.s2s_port, "ip": LOOPBACK, "module": "ejabberd_s2s_in"})
+        if self.http:
+            listeners.append(
+                {
+                    "port": self.http_port,
+                    "ip": LOOPBACK,
+                    "module": "ejabberd_http",
+                    "request_handlers": {"/ws": "ejabberd_http_ws", "/bosh": "mod_bosh"},
+                }
+            )
         return listeners
 
     def config(self) -> dict[str, object]:
@@ -447,6 +461,8 @@ class EjabberdServer(servers.ServerProcess):
             config["certfiles"] = list(self.certfiles)
         config["listen"] = self._listeners()
         config["modules"] = {name: dict(opts) for name, opts in self.modules.items()}
+        if self.http:
+            config["modules"].setdefault("mod_bosh", {})
         config.update(self.extra_config)
         return config
 
@@ -477,10 +493,11 @@ class EjabberdServer(servers.ServerProcess):
 
     def write_config(self) -> Path:
         if self.c2s_port is None:
-            ports = servers.free_ports(4)
+            ports = servers.free_ports(5)
             self.c2s_port, self.dist_port = ports[0], ports[1]
             self.c2s_tls_port = ports[2] if self.direct_tls else None
             self.s2s_port = ports[3] if self.s2s else None
+            self.http_port = ports[4] if self.http else None
         for directory in (self.conf_dir, self.spool_dir, self.log_dir, self.contrib_dir):
             directory.mkdir(parents=True, exist_ok=True)
         servers.atomic_write(self.config_path, self.config_text().encode("utf-8"))

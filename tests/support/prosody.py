@@ -56,6 +56,7 @@ from portofcall_xmpp.demo import (  # noqa: F401 (the tests import them from her
     lua_value,
     seeded_prosody,
 )
+from portofcall_xmpp.localserver import LOOPBACK
 
 #: tests/conftest.py imports this name.
 _free_ports = servers.free_ports
@@ -130,6 +131,42 @@ def start_seeded_server(base_dir: str | os.PathLike[str]) -> ProsodyInfo:
     except BaseException:
         server.stop()
         raise
+
+
+def start_web_server(
+    base_dir: str | os.PathLike[str], *, https: tuple[Path, Path] | None = None
+) -> tuple[ProsodyServer, int, int | None]:
+    """Start Prosody with ``mod_websocket`` and ``mod_bosh`` on a loopback HTTP port.
+
+    The sessions are "secure" (``consider_websocket_secure``,
+    ``consider_bosh_secure``), so PLAIN is offered over plain HTTP too.
+    With ``https`` (the certificate chain's and the key's files), also on a loopback HTTPS port.
+    Users as :func:`start_seeded_server` (:data:`ACCOUNTS`).  Returns the
+    server, the HTTP port and the HTTPS port (or ``None``); the caller must
+    ``server.stop()``.
+    """
+    http_port, https_port = servers.free_ports(2)
+    options: dict[str, object] = {
+        "http_ports": [http_port],
+        "http_interfaces": [LOOPBACK],
+        "consider_websocket_secure": True,
+        "consider_bosh_secure": True,
+        "cross_domain_websocket": True,
+        "cross_domain_bosh": True,
+    }
+    if https is not None:
+        options["https_ports"] = [https_port]
+        options["https_ssl"] = LuaRaw(
+            f"{{ certificate = {lua_string(str(https[0]))}, key = {lua_string(str(https[1]))} }}"
+        )
+    server = ProsodyServer(
+        base_dir, modules=(*DEFAULT_MODULES, "websocket", "bosh"), global_options=options
+    )
+    for domain, users in ACCOUNTS.items():
+        for user, password in users.items():
+            server.register(user, domain, password)
+    server.start()
+    return server, http_port, https_port if https is not None else None
 
 
 # --------------------------------------------------------------------------

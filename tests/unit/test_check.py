@@ -50,10 +50,12 @@ class Hanging:
 
     def __init__(self):
         self.attempts: list[Deferred] = []
+        self.dialled: list[tuple[str, int]] = []
 
     def connect(self, host, port, protocol, tls_context=None):
         d = Deferred()
         self.attempts.append(d)
+        self.dialled.append((host, port))
         return d
 
     def pending(self):
@@ -95,7 +97,9 @@ class CheckTests(SynchronousTestCase):
         """Cancelling the check (the client went away) cancels every connection
         attempt and leaves no timer."""
         clock, connector, d = harness(targets=3)
-        self.assertEqual(len(connector.pending()), 3)
+        # Three endpoints, and the host-meta fetch (port 443).
+        self.assertEqual(len(connector.pending()), 4)
+        self.assertEqual(sorted(port for _, port in connector.dialled), [443, 5222, 5222, 5222])
         d.cancel()
         self.failureResultOf(d, CancelledError)
         self.assertEqual(connector.pending(), [])

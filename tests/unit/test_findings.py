@@ -523,3 +523,88 @@ def test_readme_lists_the_catalogue():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for id_, entry in findings.CATALOGUE.items():
         assert f"| `{id_}` | {entry.severity} | {entry.trigger} |" in readme, id_
+
+
+# -- XEP-0156 discovery (discover.*)
+
+WS = "wss://example.org/xmpp-websocket"
+BOSH = "https://example.org/http-bind"
+
+
+def host_meta_document(url, links=(WS,), bosh=(BOSH,), status=200, cors="*", error=None):
+    from portofcall_xmpp.discover import HostMetaDocument, Links
+
+    return HostMetaDocument(
+        url=url,
+        status=status,
+        content_type="application/xrd+xml",
+        cors=cors,
+        links=Links(tuple(links), tuple(bosh)) if status == 200 and error is None else Links(),
+        error=error,
+        error_type=None if error is None else "protocol",
+    )
+
+
+def discovered(xrd=None, jrd=None, web=None) -> findings.Observations:
+    """A domain whose host-meta is healthy unless told otherwise."""
+    documents = (
+        xrd or host_meta_document("https://example.org/.well-known/host-meta"),
+        jrd or host_meta_document("https://example.org/.well-known/host-meta.json"),
+    )
+    if web is None:
+        web = (
+            findings.WebEndpoint("websocket", WS, result=object()),
+            findings.WebEndpoint("bosh", BOSH, result=object()),
+        )
+    return observe(discovery=documents, web=tuple(web))
+
+
+def _dead_link():
+    return discovered(web=[findings.WebEndpoint("websocket", WS, failure=failed())])
+
+
+CASES.update(
+    {
+        "discover.no_host_meta": lambda: discovered(
+            xrd=host_meta_document("https://example.org/.well-known/host-meta", status=404),
+            jrd=host_meta_document("https://example.org/.well-known/host-meta.json", status=404),
+        ),
+        "discover.bad_link": _dead_link,
+        "discover.no_cors": lambda: discovered(
+            xrd=host_meta_document("https://example.org/.well-known/host-meta", cors=None)
+        ),
+        "discover.insecure_link": lambda: discovered(
+            web=[findings.WebEndpoint("websocket", "ws://example.org/ws", result=object())]
+        ),
+    }
+)
+
+
+def test_healthy_discovery():
+    """Both documents with CORS, wss:// and https:// links that answer: no discover.* finding."""
+    assert not {i for i in ids(discovered()) if i.startswith("discover.")}
+
+
+def test_one_document_is_enough():
+    """One readable host-meta document (the JSON one missing) is not discover.no_host_meta."""
+    missing = host_meta_document("https://example.org/.well-known/host-meta.json", status=404)
+    assert "discover.no_host_meta" not in ids(discovered(jrd=missing))
+
+
+def test_no_cors_needs_links():
+    """A document without links needs no CORS header: no discover.no_cors."""
+    bare = host_meta_document(
+        "https://example.org/.well-known/host-meta", links=(), bosh=(), cors=None
+    )
+    assert "discover.no_cors" not in ids(discovered(xrd=bare))
+
+
+def test_blocked_link_is_not_bad():
+    """A link the policy refused was not contacted: not discover.bad_link."""
+    web = [findings.WebEndpoint("websocket", WS, blocked=True)]
+    assert "discover.bad_link" not in ids(discovered(web=web))
+
+
+def test_discovery_not_asked():
+    """No discovery (the policy refused the domain): no discover.* finding."""
+    assert not {i for i in ids(observe(discovery=None)) if i.startswith("discover.")}
