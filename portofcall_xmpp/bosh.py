@@ -280,7 +280,7 @@ def bosh(env, req, started: float | None = None) -> Deferred:
     async def run():
         url, discovered = req.url, False
         if url is None:
-            url, discovered = await _discovered(env, req.domain), True
+            url, discovered = await discover.first_link(env, req.domain, "bosh"), True
             state["url"] = url
         scheme, host, port = split_url(url, DEFAULT_PORTS)
         client = HTTPClient(env)
@@ -329,11 +329,3 @@ def bosh(env, req, started: float | None = None) -> Deferred:
         )
 
     return timed(run(), env, req, trace, state)
-
-
-async def _discovered(env, domain: str) -> str:
-    xrd, jrd = await discover.host_meta(env, domain)
-    found = discover.DiscoverResult(domain, xrd, jrd, 0.0).bosh
-    if not found:
-        raise ProtocolViolation(f"No BOSH URL found in the host-meta documents of {domain}")
-    return found[0]

@@ -202,6 +202,22 @@ async def host_meta(env, domain: str) -> tuple[HostMetaDocument, HostMetaDocumen
     return xrd, jrd
 
 
+async def first_link(env, domain: str, kind: str) -> str:
+    """
+    The first C{kind} (C{"websocket"} or C{"bosh"}) link of C{domain}'s
+    host-meta documents.
+
+    @raise ProtocolViolation: neither document names one.
+    @raise DestinationBlocked: the policy refused C{domain}.
+    """
+    xrd, jrd = await host_meta(env, domain)
+    found = getattr(DiscoverResult(domain, xrd, jrd, 0.0), kind)
+    if not found:
+        name = {"websocket": "WebSocket", "bosh": "BOSH"}[kind]
+        raise ProtocolViolation(f"No {name} URL found in the host-meta documents of {domain}")
+    return found[0]
+
+
 def _url_host(domain: str) -> str:
     return f"[{domain}]" if ":" in domain else domain
 

@@ -43,11 +43,16 @@ class BoundedChannel(HTTPChannel):
     limit on how long an unread answer is kept.  Built only by L{BoundedSite}.
     """
 
-    # Not HTTPChannel's own _log: its lines keep their twisted.web namespace.
-    _limits_log = Logger(namespace="portofcall_xmpp.listener")
+    _limits_log = Logger()
     _deadline = None
     _unread = None
     request_seen = False
+
+    def __init__(self):
+        super().__init__()
+        # HTTPChannel's own lines ("Timing out client") keep twisted.web's
+        # namespace: a class-level Logger would take this subclass's name.
+        self._log = Logger(namespace="twisted.web.http.HTTPChannel", source=self)
 
     def connectionMade(self):
         super().connectionMade()

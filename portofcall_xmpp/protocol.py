@@ -168,8 +168,44 @@ def _openssl_reason(error: OpenSSLError) -> str:
     return "; ".join(parts) or str(error) or "TLS error"
 
 
+class ElementWaits:
+    """
+    One wait at a time for the next matching event, under a per-read
+    timeout: the part of waiting that an XML stream over TCP
+    (L{XMPPClientProtocol}) and over an HTTP transport
+    (L{webstream.Channel}) share.  The class provides C{_clock},
+    C{_parser}, C{_waiter} (initially L{None}) and C{_deliver()}, which
+    hands queued events to the waiter.
+    """
+
+    def _end_wait(self) -> None:
+        self._waiter = None
+        self._parser.large = False
+
+    def _wait_for(
+        self, matcher: Callable, what: str, timeout: float, large: bool = False
+    ) -> Deferred:
+        if self._waiter is not None:
+            raise RuntimeError("one wait at a time")
+
+        def cancel(d):
+            if self._waiter is not None and self._waiter[1] is d:
+                self._end_wait()
+
+        def timed_out(result, timeout_):
+            raise ReadTimeout(
+                f"Read timeout: no {what} from the server within {round(timeout * 1000)} ms"
+            )
+
+        d = Deferred(cancel)
+        self._waiter = (matcher, d, what)
+        self._parser.large = large
+        self._deliver()
+        return d.addTimeout(timeout, self._clock, onTimeoutCancel=timed_out)
+
+
 @implementer(IHandshakeListener)
-class XMPPClientProtocol(Protocol):
+class XMPPClientProtocol(ElementWaits, Protocol):
     """
     One client-to-server XML stream.
 
@@ -449,29 +485,6 @@ class XMPPClientProtocol(Protocol):
                 d.callback(event)
                 return
 
-    def _end_wait(self) -> None:
-        self._waiter = None
-        self._parser.large = False
-
-    def _wait(self, matcher: Callable, what: str, timeout: float, large: bool = False) -> Deferred:
-        if self._waiter is not None:
-            raise RuntimeError("one wait at a time")
-
-        def cancel(d):
-            if self._waiter is not None and self._waiter[1] is d:
-                self._end_wait()
-
-        def timed_out(result, timeout_):
-            raise ReadTimeout(
-                f"Read timeout: no {what} from the server within {round(timeout * 1000)} ms"
-            )
-
-        d = Deferred(cancel)
-        self._waiter = (matcher, d, what)
-        self._parser.large = large
-        self._deliver()
-        return d.addTimeout(timeout, self._clock, onTimeoutCancel=timed_out)
-
     # -- public API
 
     def read_header(self, timeout: float) -> Deferred:
@@ -487,7 +500,7 @@ class XMPPClientProtocol(Protocol):
         def matcher(event):
             return isinstance(event, StreamHeader)
 
-        return self._wait(matcher, "stream header", timeout)
+        return self._wait_for(matcher, "stream header", timeout)
 
     def read_element(
         self,
@@ -515,7 +528,7 @@ class XMPPClientProtocol(Protocol):
         def match(event):
             return isinstance(event, Stanza) and matcher(event.element)
 
-        return self._wait(match, what, timeout, large).addCallback(lambda event: event.element)
+        return self._wait_for(match, what, timeout, large).addCallback(lambda event: event.element)
 
     def send_header(self, to: str, from_: str | None = None) -> None:
         """

@@ -206,7 +206,7 @@ def websocket(env, req, started: float | None = None) -> Deferred:
     async def run():
         url, discovered = req.url, False
         if url is None:
-            url, discovered = await _discovered(env, req.domain), True
+            url, discovered = await discover.first_link(env, req.domain, "websocket"), True
             state["url"] = url
         scheme, host, port = split_url(url, DEFAULT_PORTS)
         channel = WebSocketChannel(env.clock, env.limits, trace.transcript)
@@ -257,11 +257,3 @@ def websocket(env, req, started: float | None = None) -> Deferred:
         )
 
     return timed(run(), env, req, trace, state)
-
-
-async def _discovered(env, domain: str) -> str:
-    xrd, jrd = await discover.host_meta(env, domain)
-    found = discover.DiscoverResult(domain, xrd, jrd, 0.0).websocket
-    if not found:
-        raise ProtocolViolation(f"No WebSocket URL found in the host-meta documents of {domain}")
-    return found[0]

@@ -32,11 +32,11 @@ from .errors import (
     FlowTimeout,
     ProbeError,
     ProtocolViolation,
-    ReadTimeout,
     StreamError,
 )
 from .flows import Failed, Trace, _Session
 from .parse import NS_CLIENT, Features, is_stream_error, parse_stream_error, to_xml
+from .protocol import ElementWaits
 from .saslstep import SASLStep
 from .stream import NS_STREAMS, Limits, Stanza, StreamHeader, XMLStreamParser
 from .tlsstep import TLSStep
@@ -57,7 +57,7 @@ def serialise(element: domish.Element) -> str:
     return element.toXml()
 
 
-class Channel:
+class Channel(ElementWaits):
     """
     Elements in and out of one XMPP session over an HTTP transport.
 
@@ -149,23 +149,7 @@ class Channel:
 
     def read_element(self, matcher, what: str, timeout: float, *, large: bool = False):
         """As L{protocol.XMPPClientProtocol.read_element}."""
-        if self._waiter is not None:
-            raise RuntimeError("one wait at a time")
-
-        def cancel(d):
-            if self._waiter is not None and self._waiter[1] is d:
-                self._end_wait()
-
-        def timed_out(result, timeout_):
-            raise ReadTimeout(
-                f"Read timeout: no {what} from the server within {round(timeout * 1000)} ms"
-            )
-
-        d = Deferred(cancel)
-        self._waiter = (matcher, d, what)
-        self._parser.large = large
-        self._deliver()
-        return d.addTimeout(timeout, self._clock, onTimeoutCancel=timed_out)
+        return self._wait_for(matcher, what, timeout, large)
 
     # TLS is the transport's, up before the stream starts (L{TLSStep.direct_connected}).
     def expect_tls(self) -> None:
@@ -176,10 +160,6 @@ class Channel:
 
     def tls_connection(self):
         return None
-
-    def _end_wait(self) -> None:
-        self._waiter = None
-        self._parser.large = False
 
     def _deliver(self) -> None:
         while self._waiter is not None and (self._queue or self.error is not None):
