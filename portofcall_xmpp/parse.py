@@ -13,7 +13,7 @@ from collections import Counter
 import attrs
 from twisted.words.xish import domish
 
-from .stream import NS_STREAMS
+from .stream import NS_STREAMS, Contact, roster_items
 
 NS_CLIENT = "jabber:client"
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
@@ -239,17 +239,6 @@ def bound_jid(iq: domish.Element) -> str | None:
 
 
 @attrs.frozen
-class Contact:
-    """One roster item (RFC 6121 §2.1.2)."""
-
-    jid: str
-    name: str | None
-    subscription: str
-    ask: str | None
-    groups: tuple[str, ...]
-
-
-@attrs.frozen
 class Roster:
     """A roster result: its version (C{None} when absent) and items."""
 
@@ -279,6 +268,10 @@ def parse_roster(iq: domish.Element) -> Roster:
     query = child(iq, NS_ROSTER, "query")
     if query is None:
         return Roster(None, ())
+    collected = roster_items(query)
+    if collected is not None:
+        # The parser read the items as values (XMLStreamParser's values).
+        return Roster(query.getAttribute("ver"), tuple(collected))
     with collector_paused():
         return _parse_items(query)
 

@@ -223,7 +223,7 @@ class XMPPClientProtocol(ElementWaits, Protocol):
         self._namespace = namespace
         limits = limits or Limits()
         self._turns = limits.turns
-        self._parser = XMLStreamParser(limits)
+        self._parser = XMLStreamParser(limits, values=transcript is None)
         self._charge = limits.budget.charge()
         self._transcript = transcript
         self._queue: deque = deque()

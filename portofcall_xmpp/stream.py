@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import pyexpat
+from typing import NamedTuple
 
 import attrs
 from twisted.words.xish import domish
@@ -38,6 +39,7 @@ from .errors import ProtocolViolation, TooLarge
 
 NS_STREAMS = "http://etherx.jabber.org/streams"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
+NS_ROSTER = "jabber:iq:roster"
 
 # SPEC §1 --max-stanza-bytes: the largest element when a large one is awaited.
 DEFAULT_MAX_STANZA_BYTES = 4 * 1024 * 1024
@@ -223,12 +225,39 @@ class StreamEnd:
     """The server closed its stream with C{</stream:stream>}."""
 
 
+class Contact(NamedTuple):
+    """One roster item (RFC 6121 §2.1.2), as the parser reads it."""
+
+    jid: str
+    name: str | None
+    subscription: str
+    ask: str | None
+    groups: tuple[str, ...]
+
+
+# The expanded names expat reports for a roster item and its groups.
+_ROSTER_ITEM = NS_ROSTER + " item"
+_ROSTER_GROUP = NS_ROSTER + " group"
+_new_contact = tuple.__new__
+
+
 class _Halt(Exception):
     """Raised inside an expat handler to stop parsing with a typed error."""
 
     def __init__(self, error):
         super().__init__(str(error))
         self.error = error
+
+
+def _attributes(attrs_: dict) -> dict:
+    """Expat's attributes as domish keeps them: C{(uri, name)} when namespaced."""
+    if not attrs_:
+        return {}
+    attributes = {}
+    for key, value in attrs_.items():
+        auri, sep, alocal = key.rpartition(" ")
+        attributes[(auri, alocal) if sep else key] = value
+    return attributes
 
 
 class XMLStreamParser:
@@ -244,6 +273,14 @@ class XMLStreamParser:
     After L{feed} raises, the parser is dead: every later call raises the
     same error.  Events parsed before the error are still in L{events}.
 
+    With C{values} true, the items of a roster (the C{<item/>} children of
+    a C{jabber:iq:roster} C{<query/>} child of a top-level element) are not
+    built as elements: each becomes a L{Contact} as its end tag arrives,
+    and the query element holds them, in document order, as its
+    C{roster_items} list (read with L{roster_items}).  Limits count them
+    as if they were built.  A caller that shows what it received as XML (a
+    transcript) keeps C{values} false.
+
     @ivar large: whether the element being read may be as large as
         C{max_stanza_bytes} (a roster reply) rather than C{max_element_bytes}.
     @ivar total_elements: elements parsed on this connection.
@@ -251,8 +288,9 @@ class XMLStreamParser:
         unfinished token again (a work counter: linear in the input).
     """
 
-    def __init__(self, limits: Limits | None = None):
+    def __init__(self, limits: Limits | None = None, values: bool = False):
         self._limits = limits or Limits()
+        self._values = values
         self.events: list = []
         self.total_bytes = 0
         self.total_elements = 0
@@ -379,6 +417,17 @@ class XMLStreamParser:
         self._fed = self._boundary
         raise error
 
+    def _count_error(self):
+        if self.total_elements > self._limits.max_total_elements:
+            return TooLarge(
+                f"Server sent more than {self._limits.max_total_elements} elements "
+                "on one connection"
+            )
+        return TooLarge(f"Server sent an element with more than {self._max_count} child elements")
+
+    def _depth_error(self):
+        return TooLarge(f"Server sent elements nested deeper than {self._limits.max_depth} levels")
+
     def _element_too_large(self, size):
         return TooLarge(
             f"Server sent an element larger than the limit of {self.cap} bytes "
@@ -468,12 +517,9 @@ class XMLStreamParser:
     def _start(self, name, attrs_):
         uri, sep, local = name.rpartition(" ")
         uri = uri if sep else None
-        attributes = {}
-        for key, value in attrs_.items():
-            auri, sep, alocal = key.rpartition(" ")
-            attributes[(auri, alocal) if sep else key] = value
         prefixes, self._prefixes = self._prefixes, {}
         if not self._in_stream:
+            attributes = _attributes(attrs_)
             if (uri, local) != (NS_STREAMS, "stream"):
                 raise _Halt(
                     ProtocolViolation(
@@ -501,30 +547,98 @@ class XMLStreamParser:
             self._start_offset = self._parser.CurrentByteIndex
         self._count += 1
         self.total_elements += 1
-        if self.total_elements > self._limits.max_total_elements:
-            raise _Halt(
-                TooLarge(
-                    f"Server sent more than {self._limits.max_total_elements} elements "
-                    "on one connection"
-                )
-            )
-        if self._count > self._max_count:
-            raise _Halt(
-                TooLarge(f"Server sent an element with more than {self._max_count} child elements")
-            )
+        if self.total_elements > self._limits.max_total_elements or self._count > self._max_count:
+            raise _Halt(self._count_error())
         if len(stack) >= self._limits.max_depth:
-            raise _Halt(
-                TooLarge(f"Server sent elements nested deeper than {self._limits.max_depth} levels")
-            )
-        element = domish.Element((uri, local), self._default_ns[-1], attributes, prefixes)
+            raise _Halt(self._depth_error())
+        element = domish.Element(
+            (uri, local), self._default_ns[-1], _attributes(attrs_), prefixes
+        )
         if stack:
             parent = stack[-1]
             self._flush_text(parent)
             # No element.parent back-reference: without it a tree is freed by
             # reference counting alone, as soon as the flow drops it.
             parent.children.append(element)
+            if self._values and local == "query" and uri == NS_ROSTER and len(stack) == 1:
+                self._begin_roster(element)
         stack.append(element)
         self._texts.append([])
+
+    # A roster query's items are read by handlers of their own (L{values}):
+    # they build no element, only a Contact per item, and cost a few
+    # comparisons per event.
+
+    def _begin_roster(self, query):
+        """C{query} (a roster query) opens: read its items as values."""
+        query.roster_items = self._items = []
+        self._rdepth = 0
+        # The query goes on the stack next: what depth its descendants may reach.
+        self._rmax = self._limits.max_depth - len(self._stack) - 1
+        self._item = None
+        self._group = None
+        p = self._parser
+        p.StartElementHandler = self._roster_start
+        p.EndElementHandler = self._roster_end
+        p.CharacterDataHandler = self._roster_text
+
+    def _roster_start(self, name, attrs_):
+        if self._prefixes:
+            self._prefixes = {}
+        self._count += 1
+        self.total_elements += 1
+        if self.total_elements > self._limits.max_total_elements or self._count > self._max_count:
+            raise _Halt(self._count_error())
+        depth = self._rdepth
+        if depth >= self._rmax:
+            raise _Halt(self._depth_error())
+        self._rdepth = depth + 1
+        if depth == 0:
+            if name == _ROSTER_ITEM:
+                self._item = attrs_
+                self._groups = []
+            else:
+                self._item = None
+        elif depth == 1 and name == _ROSTER_GROUP and self._item is not None:
+            self._group = []
+
+    def _roster_end(self, name):
+        depth = self._rdepth = self._rdepth - 1
+        if depth == 1:
+            group = self._group
+            if group is not None:
+                self._groups.append("".join(group))
+                self._group = None
+        elif depth == 0:
+            item = self._item
+            if item is not None:
+                self._item = None
+                jid = item.get("jid")
+                if jid:
+                    self._items.append(
+                        _new_contact(
+                            Contact,
+                            (
+                                jid,
+                                item.get("name"),
+                                item.get("subscription") or "none",
+                                item.get("ask"),
+                                tuple(self._groups),
+                            ),
+                        )
+                    )
+        elif depth < 0:
+            # The query's own end tag: back to building elements.
+            p = self._parser
+            p.StartElementHandler = self._start
+            p.EndElementHandler = self._end
+            p.CharacterDataHandler = self._text
+            self._items = None
+            self._end(name)
+
+    def _roster_text(self, data):
+        if self._group is not None and self._rdepth == 2:
+            self._group.append(data)
 
     def _flush_text(self, element):
         texts = self._texts[-1]
@@ -560,3 +674,11 @@ class XMLStreamParser:
                     "between stanzas, RFC 6120 §11.7)"
                 )
             )
+
+
+def roster_items(query: domish.Element) -> list[Contact] | None:
+    """
+    The L{Contact}s a parser with C{values} read from the roster query
+    C{query}, or C{None} when its items were built as elements.
+    """
+    return query.__dict__.get("roster_items")

@@ -345,6 +345,13 @@ class ServiceTop(service.MultiService):
 
             parent.setComponent(ILogObserver, self.observer)
 
+    def startService(self):
+        super().startService()
+        from twisted.internet import reactor
+
+        # Once running: by then the reactor handles SIGTERM itself.
+        reactor.callWhenRunning(tune_gc)
+
     def privilegedStartService(self):
         from twisted.internet.error import CannotListenError
 
@@ -356,6 +363,28 @@ class ServiceTop(service.MultiService):
                 f"portofcall-xmpp: cannot listen on {self.listen}: {reason} "
                 "(choose another endpoint with --listen)"
             ) from None
+
+
+# The cyclic garbage collector's thresholds while serving (Python's default
+# is (700, 10, 10)): a probe allocates a few thousand container objects and
+# a roster reply tens of thousands, nearly all freed by reference counting;
+# collecting every 700 allocations made the collector a tenth of a probe's CPU.
+GC_THRESHOLDS = (20000, 20, 20)
+
+
+def tune_gc() -> None:
+    """
+    Make the cyclic garbage collector cheap for a long-running service: move
+    what exists once the service has started (modules, classes, the
+    service's own objects) out of its sight (C{gc.freeze}), so that a full
+    collection walks only what probes allocated since, and collect less
+    often (L{GC_THRESHOLDS}).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def log_observer(options):

@@ -12,8 +12,6 @@ one line of text/plain).
 
 from __future__ import annotations
 
-import json
-
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
@@ -21,7 +19,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from . import __version__, flows, openapi, probe, render
+from . import __version__, flows, jsonio, openapi, probe, render
 from .endpoints import ENDPOINTS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Endpoint
 from .errors import DestinationBlocked, RequestError, TooLarge
 from .metrics import ServiceMetrics
@@ -75,12 +73,9 @@ def _read_json(request) -> dict:
     if len(raw) > MAX_BODY_BYTES:
         raise too_large
 
-    def no_constants(name):
-        raise ValueError(name)
-
     try:
-        body = json.loads(raw, parse_constant=no_constants)
-    except (ValueError, RecursionError) as e:
+        body = jsonio.loads(raw)
+    except ValueError as e:
         raise RequestError(400, "Request body is not valid JSON") from e
     if not isinstance(body, dict):
         raise RequestError(400, "Request body must be a JSON object")
@@ -94,7 +89,7 @@ def _write_json(request, status: int, obj, headers=None) -> bytes:
     request.setHeader("x-content-type-options", "nosniff")
     for name, value in (headers or {}).items():
         request.setHeader(name, value)
-    body = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    body = jsonio.dumps(obj)
     request.setHeader("content-length", str(len(body)))
     return body
 
@@ -539,8 +534,7 @@ class _EventStream:
     def send(self, name: str, obj) -> None:
         if self._gone:
             return
-        data = json.dumps(obj, ensure_ascii=False)
-        self._request.write(f"event: {name}\ndata: {data}\n\n".encode())
+        self._request.write(b"event: %s\ndata: %s\n\n" % (name.encode(), jsonio.dumps(obj)))
 
 
 def _target(req) -> str:

@@ -71,7 +71,7 @@ class Channel(ElementWaits):
     def __init__(self, clock, limits: Limits, transcript):
         self._clock = clock
         self._transcript = transcript
-        self._parser = XMLStreamParser(limits)
+        self._parser = XMLStreamParser(limits, values=transcript is None)
         self._parser.feed(_WRAP_OPEN)
         self._queue: deque = deque()
         self._waiter = None
