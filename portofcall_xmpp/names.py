@@ -19,6 +19,7 @@ No Twisted, no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -113,6 +114,12 @@ def parse_ip_literal(host: str) -> IPAddress | None:
     """
     if not isinstance(host, str) or not host.isascii():
         return None
+    if len(host) > 255:
+        return _parse_ip_literal(host)
+    return _cached_ip_literal(host)
+
+
+def _parse_ip_literal(host: str) -> IPAddress | None:
     if host.startswith("[") and host.endswith("]"):
         inner = host[1:-1]
         if ":" not in inner:
@@ -121,6 +128,11 @@ def parse_ip_literal(host: str) -> IPAddress | None:
     if ":" in host:
         return _parse_ipv6(host)
     return _parse_legacy_ipv4(host)
+
+
+# A probe asks about its host several times (validation, policy, dialling);
+# only short strings are kept.
+_cached_ip_literal = functools.lru_cache(maxsize=1024)(_parse_ip_literal)
 
 
 def _parse_ipv6(text: str) -> ipaddress.IPv6Address | None:

@@ -249,6 +249,18 @@ class XMPPClientProtocol(ElementWaits, Protocol):
 
     # -- Protocol
 
+    def connectionMade(self) -> None:
+        # Every write is a stanza the server is waited for: send it at once,
+        # not after the acknowledgement of the previous one (Nagle).
+        transport = self.transport
+        while transport is not None and not hasattr(transport, "setTcpNoDelay"):
+            transport = getattr(transport, "transport", None)
+        if transport is not None:
+            try:
+                transport.setTcpNoDelay(True)
+            except OSError:
+                pass
+
     def dataReceived(self, data: bytes) -> None:
         if self._failure is not None or self._closing:
             return
