@@ -528,16 +528,8 @@ def roster_json(result: flows.AuthResult, req: AuthRequest) -> dict:
     body["roster"] = {
         "total": len(r.contacts),
         "version": r.version,
-        "contacts": [
-            {
-                "jid": c.jid,
-                "name": c.name,
-                "subscription": c.subscription,
-                "ask": c.ask,
-                "groups": list(c.groups),
-            }
-            for c in r.contacts
-        ],
+        # Each contact is its JSON object already (parse.Contact).
+        "contacts": list(r.contacts),
     }
     return body
 

@@ -29,8 +29,8 @@ This module is pure: no transport, no clock.
 from __future__ import annotations
 
 import gc
+import operator
 import pyexpat
-from typing import NamedTuple
 
 import attrs
 from twisted.words.xish import domish
@@ -225,20 +225,26 @@ class StreamEnd:
     """The server closed its stream with C{</stream:stream>}."""
 
 
-class Contact(NamedTuple):
-    """One roster item (RFC 6121 §2.1.2), as the parser reads it."""
+class Contact(dict):
+    """
+    One roster item (RFC 6121 §2.1.2), as the parser reads it: the JSON
+    object SPEC §5 shows for it (C{jid}, C{name}, C{subscription}, C{ask},
+    C{groups}, a tuple), whose values are also its attributes.  Being that
+    object already, a roster of them is encoded as it is.
+    """
 
-    jid: str
-    name: str | None
-    subscription: str
-    ask: str | None
-    groups: tuple[str, ...]
+    __slots__ = ()
+
+    jid = property(operator.itemgetter("jid"))
+    name = property(operator.itemgetter("name"))
+    subscription = property(operator.itemgetter("subscription"))
+    ask = property(operator.itemgetter("ask"))
+    groups = property(operator.itemgetter("groups"))
 
 
 # The expanded names expat reports for a roster item and its groups.
 _ROSTER_ITEM = NS_ROSTER + " item"
 _ROSTER_GROUP = NS_ROSTER + " group"
-_new_contact = tuple.__new__
 
 
 class _Halt(Exception):
@@ -616,15 +622,12 @@ class XMLStreamParser:
                 jid = item.get("jid")
                 if jid:
                     self._items.append(
-                        _new_contact(
-                            Contact,
-                            (
-                                jid,
-                                item.get("name"),
-                                item.get("subscription") or "none",
-                                item.get("ask"),
-                                tuple(self._groups),
-                            ),
+                        Contact(
+                            jid=jid,
+                            name=item.get("name"),
+                            subscription=item.get("subscription") or "none",
+                            ask=item.get("ask"),
+                            groups=tuple(self._groups),
                         )
                     )
         elif depth < 0:
