@@ -391,6 +391,14 @@ def _utf8_length(text: str) -> int:
         raise InvalidName("it contains an unpaired surrogate") from None
 
 
+# The same accounts and resources come back probe after probe; PRECIS is the
+# slowest part of reading a request.  Refusals are not kept (an exception is
+# not cached), only short parts are.
+@functools.lru_cache(maxsize=2048)
+def _enforce(profile, text: str) -> str:
+    return profile.enforce(text)
+
+
 def _precis_part(text: str, profile, profile_name: str) -> str:
     """A JID part enforced with a PRECIS profile, 1-1023 bytes."""
     if not text:
@@ -398,7 +406,7 @@ def _precis_part(text: str, profile, profile_name: str) -> str:
     if len(text) > _MAX_PART_INPUT:
         raise InvalidName(f"it is longer than {MAX_PART_BYTES} bytes")
     try:
-        part = profile.enforce(text)
+        part = _enforce(profile, text) if len(text) <= 256 else profile.enforce(text)
     except UnicodeError as e:
         raise InvalidName(_precis_reason(e, profile_name)) from None
     if _utf8_length(part) > MAX_PART_BYTES:
