@@ -1597,6 +1597,15 @@ SCHEMAS["Health"] = obj(
         "status": {"const": "ok"},
         "version": {"type": "string"},
         "inFlight": {"type": "integer", "description": "Probes running now."},
+        "worker": obj(
+            {
+                "index": {"type": "integer", "minimum": 1},
+                "pid": {"type": "integer"},
+            },
+            required=["index", "pid"],
+            description="The worker process that answered (only with --workers N > 1); "
+            "inFlight is its own.",
+        ),
     },
     required=["status", "version", "inFlight"],
 )

@@ -27,6 +27,8 @@ from .stream import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_STANZA_BYTES, Budget
 _log = Logger()
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
+#: The most processes C{--workers} runs.
+MAX_WORKERS = 256
 LOG_FORMATS = ("text", "json")
 
 
@@ -166,6 +168,16 @@ class Options(usage.Options):
             _positive_int("max-failed-logins", 0, 1000000),
         ],
         [
+            "workers",
+            None,
+            1,
+            "Processes serving the one listening socket, each with its own reactor (use "
+            "every core: --workers $(nproc)). --max-concurrent, --max-connections and "
+            "--max-buffered-bytes are shared out among them; --per-target-rate, "
+            "--max-failed-logins and /metrics count per process.",
+            _positive_int("workers", 1, MAX_WORKERS),
+        ],
+        [
             "probe-config",
             None,
             None,
@@ -192,16 +204,8 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self):
-        from .probe_config import BUILTIN_MODULES, ConfigError, load
-
         #: The /probe modules: the built-in ones, and those of --probe-config.
-        self.modules = dict(BUILTIN_MODULES)
-        if self["probe-config"] is not None:
-            try:
-                self.modules = load(self["probe-config"])
-            except ConfigError as e:
-                # One line, without the usage text twistd prints for a UsageError.
-                raise SystemExit(f"portofcall-xmpp: --probe-config: {e}") from None
+        self.modules = probe_modules(self["probe-config"])
         if self["demo"]:
             self["allow-private"] = True
         if self["dns-server"] is not None:
@@ -220,6 +224,24 @@ class Options(usage.Options):
                 Trust(self["ca-file"], system=False)
             except CAFileError as e:
                 raise usage.UsageError(f"--ca-file: {e}") from e
+
+
+def probe_modules(path: str | None) -> dict:
+    """
+    The C{/probe} modules: the built-in ones, and those of the C{--probe-config}
+    file at C{path} (if not None).
+
+    @raise SystemExit: with one line naming the file and line, when it does not load.
+    """
+    from .probe_config import BUILTIN_MODULES, ConfigError, load
+
+    if path is None:
+        return dict(BUILTIN_MODULES)
+    try:
+        return load(path)
+    except ConfigError as e:
+        # One line, without the usage text twistd prints for a UsageError.
+        raise SystemExit(f"portofcall-xmpp: --probe-config: {e}") from None
 
 
 #: Threads for SCRAM key derivation, a pool of their own (never shared with
@@ -303,12 +325,14 @@ def build_env(options, reactor, *, getaddrinfo=None, resolv_servers=None):
     )
 
 
-def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None, demo=None):
+def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None, demo=None, worker=None):
     """
     The L{web.Api} for parsed C{options}, on C{reactor} (the environment of
     L{build_env}, which documents the keywords).
 
     @param demo: what C{GET /api/demo} answers, or None (a 404).
+    @param worker: the index of this worker process of C{--workers} (which
+        C{GET /api/health} names), or None in a single process.
     """
     from .web import Api
 
@@ -319,7 +343,26 @@ def build_api(options, reactor, *, getaddrinfo=None, resolv_servers=None, demo=N
         failed_logins=FailedLogins(reactor, options["max-failed-logins"]),
         modules=getattr(options, "modules", None),
         demo=demo,
+        worker=worker,
     )
+
+
+def build_site(options, reactor, *, demo=None, worker=None):
+    """
+    The L{BoundedSite} serving the API of L{build_api} for parsed C{options}
+    (C{max-connections}, C{access-log} and those of L{build_api}), on C{reactor}.
+    """
+    from .web import LimitedRequest
+
+    site = BoundedSite(
+        build_api(options, reactor, demo=demo, worker=worker).resource(),
+        reactor,
+        max_connections=options["max-connections"],
+        access_log=options["access-log"],
+    )
+    site.requestFactory = LimitedRequest
+    site.displayTracebacks = False
+    return site
 
 
 class ServiceTop(service.MultiService):
@@ -412,11 +455,12 @@ def log_observer(options):
 def makeService(options, reactor=None):
     """
     A L{ServiceTop} serving the API on C{--listen}, with the throw-away
-    Prosody of C{--demo} (started before it serves, stopped after).
+    Prosody of C{--demo} (started before it serves, stopped after).  With
+    C{--workers} N > 1, it listens on C{--listen} and runs N worker processes
+    that serve that socket (L{workers.WorkerPool}); it serves nothing itself.
     """
     if reactor is None:
         from twisted.internet import reactor
-    from .web import LimitedRequest
 
     limit = raise_open_file_limit()
     if limit is not None:
@@ -430,14 +474,25 @@ def makeService(options, reactor=None):
         demo.setServiceParent(top)
         demo.prepare(options["ca-file"])
         options["ca-file"] = str(demo.ca_path)
-    site = BoundedSite(
-        build_api(options, reactor, demo=demo and demo.info).resource(),
-        reactor,
-        max_connections=options["max-connections"],
-        access_log=options["access-log"],
-    )
-    site.requestFactory = LimitedRequest
-    site.displayTracebacks = False
+    if options["workers"] > 1:
+        from twisted.internet.endpoints import serverFromString
+
+        from .workers import WorkerPool, worker_config
+
+        endpoint = serverFromString(reactor, options["listen"])
+        if demo is not None:
+            from .demo import Announcing
+
+            endpoint = Announcing(endpoint, demo.announce)
+        pool = WorkerPool(
+            reactor,
+            endpoint,
+            options["workers"],
+            worker_config(options, reactor, demo=demo and demo.info),
+        )
+        pool.setServiceParent(top)
+        return top
+    site = build_site(options, reactor, demo=demo and demo.info)
     http = strports.service(options["listen"], site, reactor=reactor)
     if demo is not None:
         from .demo import Announcing

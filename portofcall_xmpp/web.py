@@ -13,6 +13,7 @@ one line of text/plain).
 from __future__ import annotations
 
 import functools
+import os
 
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred
@@ -290,6 +291,9 @@ class Api:
         by default the built-in ones.
     @param demo: what C{GET /api/demo} answers (the demo server and account
         of C{--demo}); None: that path is a 404.
+    @param worker: this process's index among the worker processes of
+        C{--workers}, which C{GET /api/health} names with its pid; None (a
+        single process): no C{worker} there.
     """
 
     app = Klein()
@@ -306,9 +310,11 @@ class Api:
         metrics: ServiceMetrics | None = None,
         modules: dict[str, Module] | None = None,
         demo=None,
+        worker: int | None = None,
     ):
         self._env = env
         self._demo = demo
+        self._worker = worker
         self._clock = env.clock
         self._max_concurrent = max_concurrent
         self._failed_logins = (
@@ -514,9 +520,10 @@ class Api:
 
     @app.route("/api/health", methods=["GET"])
     def health(self, request):
-        return _write_json(
-            request, 200, {"status": "ok", "version": __version__, "inFlight": self.in_flight}
-        )
+        body = {"status": "ok", "version": __version__, "inFlight": self.in_flight}
+        if self._worker is not None:
+            body["worker"] = {"index": self._worker, "pid": os.getpid()}
+        return _write_json(request, 200, body)
 
     @app.route("/api/demo", methods=["GET"])
     def demo(self, request):

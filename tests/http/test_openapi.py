@@ -817,6 +817,14 @@ class ResponseSchemaTests(WebCase):
         response, content = self.get("/api/health")
         self.assertDocumented("/api/health", response, json.loads(content), method="get")
 
+    def test_health_of_a_worker(self):
+        """A worker process of --workers names itself in /api/health, as documented."""
+        self.api(worker=2)
+        response, content = self.get("/api/health")
+        body = json.loads(content)
+        self.assertEqual(body["worker"], {"index": 2, "pid": os.getpid()})
+        self.assertDocumented("/api/health", response, body, method="get")
+
 
 class ServedTests(WebCase):
     def test_served(self):

@@ -261,6 +261,7 @@ class RequestRuleTests(WebCase):
         response = self.successResultOf(self.stub.get(BASE + "/api/health"))
         body = json.loads(self.successResultOf(response.content()))
         self.assertEqual((response.code, body["status"]), (200, "ok"))
+        self.assertNotIn("worker", body)  # a single process
 
     def test_internal_error(self):
         """An unexpected exception gets a 500 without a traceback."""

@@ -155,11 +155,12 @@ class ApiHarness:
 
     base = "http://probe.test"
 
-    def api(self, script=(), error=None, max_concurrent=200, connect=None, dns=None):
+    def api(self, script=(), error=None, max_concurrent=200, connect=None, dns=None, worker=None):
         """
         The API over a L{FakeConnector} playing C{script} (or failing with
         C{error}), or over C{connect}; C{dns} (e.g. a C{dns_fakes.TableResolver})
-        answers both address and SRV questions, under the default policy.
+        answers both address and SRV questions, under the default policy;
+        C{worker}: as L{Api}'s.
         """
         from treq.testing import StubTreq
 
@@ -177,7 +178,7 @@ class ApiHarness:
             srv_resolver=dns,
             policy=Policy(),
         )
-        self.app = Api(env, max_concurrent=max_concurrent)
+        self.app = Api(env, max_concurrent=max_concurrent, worker=worker)
         self.stub = StubTreq(self.app.resource())
         return self.stub
 

@@ -51,6 +51,7 @@ class OptionsTests(SynchronousTestCase):
                 "per-target-rate": 60,
                 "max-failed-logins": 10,
                 "max-buffered-bytes": 268435456,
+                "workers": 1,
                 "probe-config": None,
                 "access-log": 0,
                 "demo": 0,
@@ -228,5 +229,6 @@ class PluginTests(SynchronousTestCase):
             "--dns-server",
             "--max-stanza-bytes",
             "--max-buffered-bytes",
+            "--workers",
         ):
             self.assertIn(option, out.stdout)
