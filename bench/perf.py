@@ -461,6 +461,7 @@ def measure_basics(service: Service, floor: FloorProcess, prosody_cpu, xmpp: int
         service_probe(service.port, xmpp, "connect"), c, n["cpu_requests"], cpus, n["warmup"]
     )
     out["cpu_floor"] = phase(floor_probe(floor.port, xmpp), c, n["cpu_requests"], cpus, n["warmup"])
+    out["cpu_twisted_client"] = twisted_client_cpu(xmpp, n["cpu_requests"], c)
     seq = n["sequential"]
     out["seq_connect"] = phase(service_probe(service.port, xmpp, "connect"), 1, seq, cpus, 20)
     out["seq_raw_connect"] = phase(raw_probe(xmpp, "connect"), 1, seq, cpus, 20)
@@ -468,6 +469,22 @@ def measure_basics(service: Service, floor: FloorProcess, prosody_cpu, xmpp: int
     out["seq_login"] = phase(service_probe(service.port, xmpp, "login", "seq"), 1, seq, cpus, 20)
     out["seq_raw_login"] = phase(raw_probe(xmpp, "login"), 1, seq, cpus, 20)
     return out
+
+
+def twisted_client_cpu(xmpp: int, total: int, concurrency: int) -> dict:
+    """
+    CPU per connect of the bare Twisted XMPP client (bench/twisted_client.py),
+    in its own process: with the HTTP floor, the least a Twisted service
+    answering /connect pays.
+    """
+    script = Path(__file__).resolve().parent / "twisted_client.py"
+    out = subprocess.run(
+        [sys.executable, str(script), str(xmpp), DOMAIN, str(total), str(concurrency)],
+        capture_output=True, check=True, text=True, timeout=300,
+    ).stdout  # fmt: skip
+    result = json.loads(out.strip().splitlines()[-1])
+    result["cpu_ms"] = result["user_ms"] + result["sys_ms"]
+    return result
 
 
 def measure_inflight(service: Service, prosody_cpu, xmpp: int, n: dict) -> dict:
@@ -597,6 +614,12 @@ def report(res: dict) -> list[dict]:
         r1 = svc / flo if flo else float("inf")
         row("1 CPU per /connect", f"{svc:.3f} ms", f"floor {flo:.3f} ms", f"{r1:.2f}x",
             "<= 2.0x", r1 <= 2.0)  # fmt: skip
+        client = b.get("cpu_twisted_client")
+        if client:
+            least = flo + client["cpu_ms"]
+            row("1 (least: floor + client)", f"{svc:.3f} ms",
+                f"floor + Twisted client {least:.3f} ms", f"{svc / least:.2f}x",
+                f"= {least / flo:.2f}x floor", None)  # fmt: skip
         s, raw, fl = (b[k]["p50_ms"] for k in ("seq_connect", "seq_raw_connect", "seq_floor"))
         r2 = s / (raw + fl)
         row("2 /connect p50", f"{s:.3f} ms", f"raw {raw:.3f} + floor {fl:.3f} ms", f"{r2:.2f}x",
@@ -666,6 +689,13 @@ def print_details(res: dict) -> None:
     if b:
         print("\nGoals 1-3 (service with 1 process):")
         for key, p in b.items():
+            if key == "cpu_twisted_client":
+                print(
+                    f"  {key:<24} n={p['count']:<5} c=10   CPU ms/connect: user "
+                    f"{p['user_ms']:.3f} + sys {p['sys_ms']:.3f} = {p['cpu_ms']:.3f}, "
+                    f"fail {p['failures']}"
+                )
+                continue
             print_phase(key, p)
         e = res["login_extra"]
         print(
