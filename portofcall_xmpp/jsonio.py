@@ -32,6 +32,11 @@ def loads(data: bytes):
     """
     The value of the JSON text C{data}.
 
+    An integer beyond 64 bits is read as a float (orjson's choice, where
+    the standard library reads an int): every integer field of the API has
+    a range far inside 64 bits, so either way the field refuses it, with
+    the same message.
+
     @raise ValueError: not JSON (C{NaN} and C{Infinity} included, as a lone
         surrogate escape or invalid UTF-8), or nested too deep.
     """

@@ -12,11 +12,10 @@ import pytest
 import pytest_twisted
 import treq
 from conftest import start_service
-from hostile import HEADER, HostileFactory, Scripted, login_script
+from hostile import HEADER, HostileFactory, Scripted, login_script, settle, xmpp_clients
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.task import deferLater
-from twisted.internet.tcp import Client
 from twisted.logger import globalLogPublisher
 
 PROBES = 2000
@@ -55,27 +54,6 @@ def leak_service():
         yield running
     finally:
         running.stop()
-
-
-def xmpp_clients(ports):
-    """The reactor's TCP client sockets connected to one of C{ports}."""
-    found = []
-    for selectable in set(reactor.getReaders()) | set(reactor.getWriters()):
-        if isinstance(selectable, Client):
-            try:
-                peer = selectable.getPeer()
-            except OSError:
-                continue
-            if peer.port in ports:
-                found.append(selectable)
-    return found
-
-
-async def settle(condition, seconds=SETTLE):
-    """Wait until C{condition()} holds, for at most C{seconds}."""
-    deadline = reactor.seconds() + seconds
-    while not condition() and reactor.seconds() < deadline:
-        await deferLater(reactor, 0.05, lambda: None)
 
 
 @pytest_twisted.ensureDeferred
@@ -148,7 +126,8 @@ async def test_mixed_probes_leave_nothing(leak_service):
         await settle(
             lambda: leak_service.api.in_flight == 0
             and not any(f.live for f in factories.values())
-            and not xmpp_clients(ports)
+            and not xmpp_clients(ports),
+            SETTLE,
         )
         assert outcomes["ok"] == PROBES // 4
         assert outcomes["sasl"] == PROBES // 4
@@ -157,7 +136,7 @@ async def test_mixed_probes_leave_nothing(leak_service):
         assert leak_service.api.in_flight == 0
         assert not any(f.live for f in factories.values())
         assert xmpp_clients(ports) == []
-        await settle(lambda: len(reactor.getDelayedCalls()) <= baseline)
+        await settle(lambda: len(reactor.getDelayedCalls()) <= baseline, SETTLE)
         assert len(reactor.getDelayedCalls()) <= baseline, [
             str(c) for c in reactor.getDelayedCalls()
         ]

@@ -21,6 +21,7 @@ from xmpp_fakes import (
     stream_error,
 )
 
+from portofcall_xmpp.endpoints import ENDPOINTS
 from portofcall_xmpp.errors import ConnectError, DestinationBlocked
 from portofcall_xmpp.web import MAX_BODY_BYTES
 
@@ -95,6 +96,56 @@ class RequestRuleTests(WebCase):
         self.api()
         response, _ = self.post("/api/xmpp/connect", None, raw=b'{"host": "x", "port": NaN}')
         self.assertEqual(response.code, 400)
+
+    def test_not_json_here(self):
+        """
+        What orjson refuses -- NaN and the infinities, nesting 5000 levels
+        deep, a lone surrogate escape, bytes that are not UTF-8 -- is a JSON
+        400 on every probe endpoint, never a 500.
+        """
+        self.api()
+        bodies = [
+            b'{"host": "example.com", "port": NaN}',
+            b'{"host": "example.com", "port": Infinity}',
+            b'{"host": "example.com", "port": -Infinity}',
+            b'{"host": "example.com", "port": 1e400}',
+            b"[" * 5000 + b"]" * 5000,
+            b'{"host":' * 5000 + b'"x"' + b"}" * 5000,
+            b'{"host": "\\ud800"}',
+            b'{"host": "example.com", "username": "a\\udc00b"}',
+            b'{"host": "\xff"}',
+            b'\xef\xbb\xbf{"host": "example.com"}',
+        ]
+        for endpoint in ENDPOINTS:
+            for raw in bodies:
+                response, body = self.post(endpoint.path, None, raw=raw)
+                where = (endpoint.path, raw[:40])
+                self.assertEqual(response.code, 400, where)
+                self.assertEqual(
+                    response.headers.getRawHeaders("content-type"),
+                    ["application/json; charset=utf-8"],
+                    where,
+                )
+                self.assertEqual(
+                    body, {"success": False, "error": "Request body is not valid JSON"}, where
+                )
+
+    def test_huge_integers(self):
+        """An integer beyond 64 bits is refused by its field (400), never a 500."""
+        self.api()
+        for raw, error in [
+            (b'{"host": "example.com", "port": %d}' % 10**30, "port"),
+            (b'{"host": "example.com", "port": %d}' % -(10**30), "port"),
+            (b'{"host": "example.com", "port": %d}' % 2**64, "port"),
+            (b'{"host": "example.com", "port": %d}' % (2**64 - 1), "port"),
+            (b'{"host": "example.com", "timeout": %d}' % 10**30, "timeout"),
+        ]:
+            response, body = self.post("/api/xmpp/connect", None, raw=raw)
+            self.assertEqual(response.code, 400, raw)
+            self.assertEqual(body["success"], False)
+            self.assertTrue(body["error"].startswith(f"{error} must be an integer from 1 to "), raw)
+        response, body = self.post("/api/xmpp/connect", None, raw=b'{"host": %d}' % 10**30)
+        self.assertEqual((response.code, body["error"]), (400, "host must be a string"))
 
     def test_not_object(self):
         """A JSON value that is not an object gets 400."""
@@ -357,6 +408,22 @@ class ConnectEndpointTests(WebCase):
                 "elapsedMs": 0,
             },
         )
+
+    def test_non_ascii_answer(self):
+        """Non-ASCII text of the server is answered in UTF-8, not as \\u escapes."""
+        data = HEADER + stream_error("host-unknown", "B\u00fccher \u20ac \U0001f600")
+        self.api([(b"xml:lang='en'>", data)])
+        d = self.stub.post(
+            BASE + "/api/xmpp/connect",
+            data=b'{"host": "example.com"}',
+            headers={"Content-Type": ["application/json"]},
+        )
+        self.stub.flush()
+        response = self.successResultOf(d)
+        raw = self.successResultOf(response.content())
+        self.assertIn("B\u00fccher \u20ac \U0001f600".encode(), raw)
+        self.assertNotIn(b"\\u", raw)
+        self.assertEqual(json.loads(raw)["streamErrorText"], "B\u00fccher \u20ac \U0001f600")
 
     def test_connect_error(self):
         """A refused connection answers 200, errorType connect."""

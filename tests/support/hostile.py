@@ -228,6 +228,31 @@ class HostileFactory(Factory):
             setattr(self, k, v)
 
 
+def xmpp_clients(ports, reactor=default_reactor) -> list:
+    """The reactor's TCP client sockets connected to one of C{ports} (of loopback servers)."""
+    from twisted.internet.tcp import Client
+
+    found = []
+    for selectable in set(reactor.getReaders()) | set(reactor.getWriters()):
+        if isinstance(selectable, Client):
+            try:
+                peer = selectable.getPeer()
+            except OSError:
+                continue
+            if peer.port in ports:
+                found.append(selectable)
+    return found
+
+
+async def settle(condition, seconds: float = 20.0, reactor=default_reactor) -> None:
+    """Wait until C{condition()} holds, for at most C{seconds} (the caller asserts it after)."""
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + seconds
+    while not condition() and reactor.seconds() < deadline:
+        await deferLater(reactor, 0.05, lambda: None)
+
+
 STARTTLS_FEATURES = (
     b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
     b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"

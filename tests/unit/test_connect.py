@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+import pytest_twisted
 from dns_fakes import FakeThreads
 from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
@@ -17,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from portofcall_xmpp.connect import Connector, describe_connect_failure
 from portofcall_xmpp.errors import ConnectError, DestinationBlocked, DNSError
 from portofcall_xmpp.policy import Policy
+from portofcall_xmpp.protocol import XMPPClientProtocol
 from portofcall_xmpp.ratelimit import RateLimited
 from portofcall_xmpp.resolve import Slots, SystemResolver
 
@@ -397,3 +400,40 @@ class AdmitTests(ConnectorTests):
         self.assertEqual(f.value.retry_after, 30)
         self.assertEqual(self.dialled(), [])
         self.assertClean()
+
+
+# -- on loopback, with the real reactor: TCP_NODELAY on the XMPP connection
+
+
+def _no_delay(sock) -> bool:
+    return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+@pytest.mark.parametrize("direct_tls", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_no_delay_on_loopback(direct_tls):
+    """
+    An XMPP connection the connector makes has TCP_NODELAY set on its socket
+    (XMPPClientProtocol.connectionMade), also under direct TLS, where the
+    protocol's transport is the TLS layer over the TCP one.
+    """
+    from hostile import HostileFactory, Scripted, settle
+    from twisted.internet import reactor
+
+    silent = HostileFactory(Scripted, script=[])
+    listening = reactor.listenTCP(0, silent, interface="127.0.0.1")
+    try:
+        connector = Connector(reactor, FakeResolver(), Policy(allow_private=True), 5.0)
+        proto = XMPPClientProtocol(reactor)
+        tls = optionsForClientTLS("localhost") if direct_tls else None
+        await connector.connect("127.0.0.1", listening.getHost().port, proto, tls_context=tls)
+        tcp = proto.transport.transport if direct_tls else proto.transport
+        assert (tcp is proto.transport) is not direct_tls
+        assert _no_delay(tcp.getHandle())
+        await settle(lambda: silent.live, 10)
+        assert silent.live
+        proto.transport.abortConnection()
+        await settle(lambda: not silent.live, 10)
+        assert not silent.live
+    finally:
+        await listening.stopListening()

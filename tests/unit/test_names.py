@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from portofcall_xmpp import names
 from portofcall_xmpp.names import (
     InvalidName,
     domain_of_host,
@@ -136,6 +137,71 @@ class ParseIPLiteralTests(SynchronousTestCase):
         except OSError:
             expected = None
         self.assertEqual(parse_ip_literal(text), expected)
+
+
+# Spellings of every kind: standard and legacy IPv4, IPv6, names, refused forms.
+SPELLINGS = [
+    "8.8.8.8", "2606:4700::1111", "[2606:4700::1111]", "[::1]", "::FFFF:127.0.0.1",
+    "2130706433", "127.1", "0x7f.1", "0X7F.0X0.0X0.0X1", "0177.0.0.1", "0x7f000001",
+    "017700000001", "0x00000000000000007f.1", "000000000000000000000177.1", "010.0.0.1",
+    "0", "0x0", "4294967295", "10.0xffff", "127.0.0.1.", "127.0.0.1..", "example.com",
+    "1.2.3.256", "4294967296", "08", "0x", "1..1", "", "1e3", " 127.0.0.1", "fe80::1%eth0",
+    "[127.0.0.1]", "[::1", "[]", "1::2::3", "\uff11\uff12\uff17.0.0.1",
+]  # fmt: skip
+
+
+def long_spellings():
+    """Spellings padded to either side of the cache's 255 characters, and far beyond."""
+    out = []
+    for length in (254, 255, 256, 300, 5000):
+        out += [
+            "0" * (length - 1) + "1",  # octal 1: 0.0.0.1
+            "0" * (length - 1) + "8",  # not octal: a name
+            "0x" + "0" * (length - 6) + "7f.1",
+            "1." + "0" * (length - 3) + "1",
+            "0" * (length - 8) + "1.0.0.1",
+            "[" + "0:" * 7 + "0" * (length - 17) + "1]",
+            "a" * length,
+            "9" * length,
+        ]
+    return out
+
+
+class CachedIPLiteralTests(SynchronousTestCase):
+    """parse_ip_literal keeps answers for short strings only; cached or not, the same answer."""
+
+    def test_cached_and_uncached_agree(self):
+        """Every spelling, short or long, asked twice: the uncached parser's answer."""
+        for text in SPELLINGS + long_spellings():
+            expected = names._parse_ip_literal(text) if text.isascii() else None
+            self.assertEqual(parse_ip_literal(text), expected, repr(text))
+            self.assertEqual(parse_ip_literal(text), expected, repr(text))
+
+    def test_long_legacy_spelling(self):
+        """300 leading zeros and a 1: octal 1, as before answers were cached."""
+        self.assertEqual(parse_ip_literal("0" * 300 + "1"), ip("0.0.0.1"))
+        self.assertEqual(parse_ip_literal("0" * 300 + "8"), None)
+        self.assertEqual(parse_ip_literal("0x" + "0" * 300 + "7f.1"), ip("127.0.0.1"))
+
+    def test_long_strings_not_kept(self):
+        """A string over 255 characters is parsed without entering the cache."""
+        before = names._cached_ip_literal.cache_info()
+        for length in (256, 300, 5000):
+            parse_ip_literal("0" * (length - 1) + "1")
+        after = names._cached_ip_literal.cache_info()
+        self.assertEqual((after.hits, after.misses), (before.hits, before.misses))
+        parse_ip_literal("0" * 254 + "1")
+        parse_ip_literal("0" * 254 + "1")
+        after = names._cached_ip_literal.cache_info()
+        self.assertEqual(after.hits + after.misses, before.hits + before.misses + 2)
+
+    def test_cache_bounded(self):
+        """The cache holds a bounded number of answers, however many hosts are asked."""
+        for i in range(5000):
+            parse_ip_literal(f"host{i}.example")
+        info = names._cached_ip_literal.cache_info()
+        self.assertLessEqual(info.currsize, info.maxsize)
+        self.assertIsNotNone(info.maxsize)
 
 
 class QueryNameTests(SynchronousTestCase):

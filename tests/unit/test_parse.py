@@ -3,6 +3,7 @@
 from cost import Counted, calls, growth
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rosters import HEADER, parse_chunks, roster_documents
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.xish import domish
 
@@ -10,14 +11,17 @@ from portofcall_xmpp.parse import (
     NS_BIND,
     NS_COMPRESS_FEATURE,
     NS_DISCO_INFO,
+    NS_ROSTER,
     NS_SASL,
     NS_SASL_CB,
     NS_TLS,
+    Roster,
     parse_disco_info,
     parse_features,
+    parse_roster,
     to_xml,
 )
-from portofcall_xmpp.stream import NS_STREAMS
+from portofcall_xmpp.stream import NS_STREAMS, Contact, roster_items
 
 # A cost that grows by more than this when the input grows fourfold is not
 # linear (linear: about 4; quadratic: about 16).
@@ -201,3 +205,76 @@ class LinearCostTests(SynchronousTestCase):
     def test_serialise_namespaced_attributes(self):
         """A transcript of an element with many namespaced attributes."""
         self.assertLinear(to_xml, namespaced_attributes)
+
+
+class RosterTests(SynchronousTestCase):
+    """
+    parse_roster reads a roster from the query's elements, or from the
+    contacts the stream parser read as values (stream.roster_items): the
+    same roster either way.
+    """
+
+    def reply(self, items, ver=None):
+        iq = domish.Element((None, "iq"))
+        query = iq.addElement((NS_ROSTER, "query"))
+        if ver is not None:
+            query["ver"] = ver
+        for item in items:
+            query.addChild(item)
+        return iq
+
+    def test_from_elements(self):
+        """Items without a jid are skipped; groups are their direct text; subscription defaults."""
+        bob = el(NS_ROSTER, "item", jid="bob@example.com", ask="subscribe")
+        bob["name"] = "Bob"
+        group = bob.addElement((NS_ROSTER, "group"))
+        group.addContent("A")
+        group.addElement((NS_ROSTER, "b")).addContent("hidden")
+        group.addContent("B")
+        bob.addChild(el("urn:x", "group", "not a roster group"))
+        iq = self.reply(
+            [
+                bob,
+                el(NS_ROSTER, "item", jid=""),
+                el(NS_ROSTER, "item", ask="subscribe"),
+                el("urn:x", "item", jid="other@example.com"),
+                el(NS_ROSTER, "item", jid="carol@example.com", subscription=""),
+            ],
+            ver="v1",
+        )
+        self.assertEqual(
+            parse_roster(iq),
+            Roster(
+                "v1",
+                (
+                    Contact("bob@example.com", "Bob", "none", "subscribe", ("AB",)),
+                    Contact("carol@example.com", None, "none", None, ()),
+                ),
+            ),
+        )
+
+    def test_from_values(self):
+        """Contacts the parser read as values are the roster, in their order."""
+        contacts = [
+            Contact("a@example.com", None, "both", None, ("G",)),
+            Contact("b@example.com", "B", "none", None, ()),
+        ]
+        iq = self.reply([], ver="v7")
+        iq.firstChildElement().roster_items = contacts
+        self.assertEqual(roster_items(iq.firstChildElement()), contacts)
+        self.assertEqual(parse_roster(iq), Roster("v7", tuple(contacts)))
+
+    def test_no_query(self):
+        """A reply without a roster query is an empty roster without a version."""
+        iq = domish.Element((None, "iq"))
+        iq.addElement(("jabber:iq:private", "query"))
+        self.assertEqual(parse_roster(iq), Roster(None, ()))
+
+    @settings(max_examples=100, deadline=None)
+    @given(roster_documents())
+    def test_parsed_both_ways(self, document):
+        """A roster document parsed as elements and as values reads as the roster it holds."""
+        iq, expected = document
+        for values in (False, True):
+            parser = parse_chunks([HEADER + iq], values)
+            self.assertEqual(parse_roster(parser.events[1].element), expected, values)

@@ -10,7 +10,7 @@ from twisted.words.xish import domish
 from xmpp_fakes import FEATURES, HEADER, stream_error
 
 from portofcall_xmpp.errors import Closed, ProtocolViolation, ReadTimeout, StreamError, TooLarge
-from portofcall_xmpp.parse import NS_SASL, is_features
+from portofcall_xmpp.parse import NS_SASL, Roster, is_features, parse_roster
 from portofcall_xmpp.protocol import (
     CLOSE_GRACE,
     FLUSH_DELAY_MIN,
@@ -21,7 +21,7 @@ from portofcall_xmpp.protocol import (
     Transcript,
     XMPPClientProtocol,
 )
-from portofcall_xmpp.stream import Budget, Limits, roster_items
+from portofcall_xmpp.stream import Budget, Contact, Limits, roster_items
 
 
 def any_element(element):
@@ -717,3 +717,115 @@ class BudgetWhileWaitingTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(budget.used, 0)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+ROSTER_REPLY = (
+    b"<iq type='result' id='roster1'><query xmlns='jabber:iq:roster' ver='v2'>"
+    b"<item jid='bob@example.com' name='B\xc3\xb6b &amp; co' subscription='both'>"
+    b"<group>Friends</group><group>Work</group></item>"
+    b"<item jid='carol@example.com' ask='subscribe'/></query></iq>"
+)
+
+
+class RosterValuesTests(SynchronousTestCase):
+    """
+    Without a transcript, the protocol's parser reads roster items as values;
+    with one, as elements, so that the transcript shows them.  Either way the
+    roster is the same.
+    """
+
+    def roster(self, transcript):
+        clock = Clock()
+        proto = XMPPClientProtocol(clock, transcript=transcript)
+        proto.makeConnection(StringTransport())
+        proto.dataReceived(HEADER)
+        self.successResultOf(proto.read_header(5))
+        d = proto.read_element(any_element, "roster", 5, large=True)
+        for i in range(0, len(ROSTER_REPLY), 7):
+            proto.dataReceived(ROSTER_REPLY[i : i + 7])
+        drain(clock)
+        return self.successResultOf(d)
+
+    def test_same_roster(self):
+        """The roster read with and without a transcript is the same."""
+        transcript = Transcript(Clock(), 0.0)
+        without, with_ = self.roster(None), self.roster(transcript)
+        self.assertIsNotNone(roster_items(without.firstChildElement()))
+        self.assertIsNone(roster_items(with_.firstChildElement()))
+        self.assertEqual(parse_roster(without), parse_roster(with_))
+        self.assertEqual(
+            parse_roster(without),
+            Roster(
+                "v2",
+                (
+                    Contact("bob@example.com", "B\xf6b & co", "both", None, ("Friends", "Work")),
+                    Contact("carol@example.com", None, "none", "subscribe", ()),
+                ),
+            ),
+        )
+
+    def test_transcript_shows_items(self):
+        """A transcript shows the roster's items as the server sent them."""
+        transcript = Transcript(Clock(), 0.0)
+        self.roster(transcript)
+        [entry] = [xml for _, _, xml in transcript.entries if "roster" in xml]
+        self.assertIn("<item jid='bob@example.com'", entry)
+        self.assertIn("<group>Work</group>", entry)
+
+
+class NoDelayTransport(StringTransport):
+    """A StringTransport with the TCP option calls of a reactor's TCP transport."""
+
+    def __init__(self, error=None):
+        super().__init__()
+        self.no_delay = []
+        self._error = error
+
+    def setTcpNoDelay(self, enabled):
+        if self._error is not None:
+            raise self._error
+        self.no_delay.append(enabled)
+
+
+class Wrapper(StringTransport):
+    """A transport over another one (as TLS wraps TCP): no TCP options of its own."""
+
+    def __init__(self, transport):
+        super().__init__()
+        self.transport = transport
+
+
+class NoDelayTests(SynchronousTestCase):
+    """connectionMade turns Nagle's algorithm off on the TCP transport, wherever it is."""
+
+    def connect(self, transport):
+        proto = XMPPClientProtocol(Clock())
+        proto.makeConnection(transport)
+        return proto
+
+    def test_tcp_transport(self):
+        """On a TCP transport: TCP_NODELAY is set."""
+        transport = NoDelayTransport()
+        self.connect(transport)
+        self.assertEqual(transport.no_delay, [True])
+
+    def test_under_wrappers(self):
+        """Under wrappers (TLS over TCP), the TCP transport below gets it."""
+        tcp = NoDelayTransport()
+        self.connect(Wrapper(Wrapper(tcp)))
+        self.assertEqual(tcp.no_delay, [True])
+
+    def test_no_tcp_transport(self):
+        """A transport without TCP options (nor one below) is used as is."""
+        for transport in (StringTransport(), Wrapper(StringTransport()), Wrapper(None)):
+            proto = self.connect(transport)
+            d = proto.read_header(5)
+            proto.dataReceived(HEADER)
+            self.assertEqual(self.successResultOf(d).id, "s1")
+
+    def test_os_error_ignored(self):
+        """A socket that refuses the option (already closed) does not fail the connection."""
+        transport = NoDelayTransport(OSError(9, "Bad file descriptor"))
+        proto = self.connect(transport)
+        proto.dataReceived(HEADER)
+        self.assertEqual(self.successResultOf(proto.read_header(5)).id, "s1")

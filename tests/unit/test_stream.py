@@ -3,17 +3,22 @@
 from cost import calls, growth
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rosters import AFTER, AFTER_XML, chunked, chunkings, parse_chunks, roster_documents
 from twisted.trial.unittest import SynchronousTestCase
 from xmpp_fakes import FEATURES, HEADER
 
 from portofcall_xmpp.errors import ProtocolViolation, TooLarge
+from portofcall_xmpp.parse import Roster, parse_roster
 from portofcall_xmpp.stream import (
     ELEMENT_OVERHEAD,
+    NS_ROSTER,
+    Contact,
     Limits,
     Stanza,
     StreamEnd,
     StreamHeader,
     XMLStreamParser,
+    roster_items,
 )
 
 ROSTER_ITEM = (
@@ -475,3 +480,330 @@ class WeightTests(SynchronousTestCase):
         p.feed(HEADER + b"<a><b/>")
         self.assertRaises(ProtocolViolation, p.feed, b"<<")
         self.assertEqual(p.weight, 0)
+
+
+# -- roster items read as values (XMLStreamParser(values=True))
+
+
+def stanza_elements(parser):
+    return [e.element for e in parser.events if isinstance(e, Stanza)]
+
+
+def outcome(data, values, limits=None, chunk=None, large=True):
+    """What parsing C{data} gives: the error's type and message, or the events' summary."""
+    step = chunk or len(data)
+    try:
+        parser = parse_chunks(
+            [data[i : i + step] for i in range(0, len(data), step)], values, limits, large
+        )
+    except (ProtocolViolation, TooLarge) as e:
+        return type(e).__name__, e.message
+    rosters = [parse_roster(element) for element in stanza_elements(parser)]
+    return summary_without_rosters(parser.events), rosters, parser.total_elements
+
+
+def summary_without_rosters(events):
+    """L{summary}, but with a roster query's items left out of its XML (values keep none)."""
+    out = []
+    for e in events:
+        if isinstance(e, Stanza):
+            element = e.element
+            for query in element.elements(NS_ROSTER, "query"):
+                query.children = []
+                query.__dict__.pop("roster_items", None)
+            out.append(("stanza", element.toXml(), e.end_offset, e.weight))
+        else:
+            out.append(e)
+    return out
+
+
+class RosterValuesTests(SynchronousTestCase):
+    """
+    With C{values}, a roster query's items are read as L{Contact}s by the
+    parser's own handlers: C{parse_roster} reads the same roster as from
+    elements, for every roster a server may send, in every chunking; the
+    limits hold as they do for elements.
+    """
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(roster_documents(), min_size=1, max_size=3),
+        chunkings,
+    )
+    def test_same_roster_as_elements(self, documents, chunking):
+        """values=True reads exactly the roster values=False does, in any chunking."""
+        data = HEADER + b"".join(iq + AFTER for iq, _ in documents)
+        expected = [roster for _, roster in documents]
+        whole = {}
+        for values in (False, True):
+            for chunks in ([data], chunked(data, chunking)):
+                parser = parse_chunks(chunks, values)
+                elements = stanza_elements(parser)
+                self.assertEqual(len(elements), 2 * len(documents))
+                iqs, afters = elements[::2], elements[1::2]
+                self.assertEqual([parse_roster(iq) for iq in iqs], expected)
+                for iq in iqs:
+                    query = iq.firstChildElement()
+                    if values:
+                        # The items were read as values; no element was built.
+                        self.assertIsInstance(roster_items(query), list)
+                        self.assertEqual(query.children, [])
+                    else:
+                        self.assertIsNone(roster_items(query))
+                # What follows each roster is built as elements again.
+                for after in afters:
+                    self.assertEqual(after.toXml(), AFTER_XML)
+                got = (summary_without_rosters(parser.events), parser.total_elements)
+                whole.setdefault(values, got)
+                self.assertEqual(got, whole[values])
+        self.assertEqual(whole[True], whole[False])
+
+    def test_every_split_point(self):
+        """A roster with every kind of item, split in two at any byte, reads the same."""
+        iq = (
+            "<iq type='result' id='r'><query xmlns='jabber:iq:roster' ver='v9'>\n"
+            "  <item jid='a@example.com' name='A &amp; \u00e9&#x1F600;' subscription='both'"
+            " ask='subscribe' xmlns:x='urn:x' x:jid='not@example.com'>"
+            "<group>G<b>hidden</b>1</group><group/><x:group>no</x:group></item>\n"
+            "  <item jid='' name='empty jid'/><item name='no jid'/>"
+            "<item jid='b@example.com'><group><![CDATA[<c>]]>&lt;d&gt;</group></item>"
+            "<r:item xmlns:r='jabber:iq:roster' jid='c@example.com'/>"
+            "<foo>t</foo></query></iq>"
+        ).encode()
+        data = HEADER + iq + AFTER
+        expected = Roster(
+            "v9",
+            (
+                Contact("a@example.com", "A & \u00e9\U0001f600", "both", "subscribe", ("G1", "")),
+                Contact("b@example.com", None, "none", None, ("<c><d>",)),
+                Contact("c@example.com", None, "none", None, ()),
+            ),
+        )
+        for i in range(1, len(data)):
+            for values in (False, True):
+                parser = parse_chunks([data[:i], data[i:]], values)
+                [roster, after] = stanza_elements(parser)
+                self.assertEqual(parse_roster(roster), expected, (i, values))
+                self.assertEqual(after.toXml(), AFTER_XML, (i, values))
+
+    def test_contacts_are_values(self):
+        """The contacts are Contact tuples, in document order, on the query element."""
+        parser = parse_chunks([HEADER + roster_stanza(3)], True)
+        query = stanza_elements(parser)[0].firstChildElement()
+        contacts = roster_items(query)
+        self.assertEqual([type(c) for c in contacts], [Contact] * 3)
+        self.assertEqual(
+            contacts[2],
+            Contact("contact2@example.com", "Contact & 2", "both", None, ("Friends", "Group 2")),
+        )
+        self.assertEqual(parse_roster(stanza_elements(parser)[0]).contacts, tuple(contacts))
+
+    def test_empty_roster(self):
+        """An empty query (either form) is an empty roster, with its version."""
+        for query in (
+            b"<query xmlns='jabber:iq:roster' ver='v1'/>",
+            b"<query xmlns='jabber:iq:roster' ver='v1'> </query>",
+        ):
+            for values in (False, True):
+                parser = parse_chunks([HEADER + b"<iq type='result'>" + query + b"</iq>"], values)
+                [iq] = stanza_elements(parser)
+                self.assertEqual(parse_roster(iq), Roster("v1", ()))
+
+    def test_query_deeper_is_elements(self):
+        """A roster query that is not a child of a top-level element is built as elements."""
+        for data in (
+            # Nested one level deeper.
+            b"<iq type='result'><wrap><query xmlns='jabber:iq:roster'>"
+            b"<item jid='a@example.com'/></query></wrap></iq>",
+            # As a BOSH body carries it: the iq is the child of a top-level <body/>.
+            b"<body xmlns='http://jabber.org/protocol/httpbind'><iq type='result'>"
+            b"<query xmlns='jabber:iq:roster'><item jid='a@example.com'/></query></iq></body>",
+            # A top-level query.
+            b"<query xmlns='jabber:iq:roster'><item jid='a@example.com'/></query>",
+        ):
+            parser = parse_chunks([HEADER + data], True)
+            [top] = stanza_elements(parser)
+            [query] = [e for e in _descendants(top) if e.name == "query"]
+            self.assertIsNone(roster_items(query), data)
+            [item] = query.elements()
+            self.assertEqual(
+                (item.uri, item.name, item["jid"]), (NS_ROSTER, "item", "a@example.com")
+            )
+        # The BOSH body's iq still reads as a roster (from its elements).
+        parser = parse_chunks(
+            [
+                HEADER
+                + b"<body xmlns='http://jabber.org/protocol/httpbind'>"
+                + roster_stanza(2)
+                + b"</body>"
+            ],
+            True,
+        )
+        iq = stanza_elements(parser)[0].firstChildElement()
+        self.assertEqual(len(parse_roster(iq).contacts), 2)
+
+    def test_other_query_is_elements(self):
+        """The items of a query of another namespace (or a non-query) are elements."""
+        for data in (
+            b"<iq type='result'><query xmlns='jabber:iq:private'><item jid='a@x'/></query></iq>",
+            b"<iq type='result'><list xmlns='jabber:iq:roster'><item jid='a@x'/></list></iq>",
+        ):
+            parser = parse_chunks([HEADER + data], True)
+            [iq] = stanza_elements(parser)
+            container = iq.firstChildElement()
+            self.assertIsNone(roster_items(container))
+            self.assertEqual([e["jid"] for e in container.elements()], ["a@x"])
+
+    def test_handlers_restored(self):
+        """After a roster, the next stanzas are built as elements, text and all."""
+        data = (
+            HEADER + roster_stanza(2) + b"<message><body>h\xc3\xa9 <i>x</i> &lt;</body></message>"
+            + b"<iq type='result'><query xmlns='jabber:iq:private'><item jid='p@x'>t</item>"
+            + b"</query></iq>" + roster_stanza(1) + b"</stream:stream>"
+        )  # fmt: skip
+        self.assertEqual(outcome(data, True), outcome(data, False))
+        parser = parse_chunks([data], True)
+        events = parser.events
+        self.assertEqual(
+            events[2].element.toXml(),
+            "<message xmlns='jabber:client'><body>h\u00e9 <i>x</i> &lt;</body></message>",
+        )
+        self.assertEqual(
+            events[3].element.toXml(),
+            "<iq xmlns='jabber:client' type='result'><query xmlns='jabber:iq:private'>"
+            "<item jid='p@x'>t</item></query></iq>",
+        )
+        self.assertEqual(len(roster_items(events[4].element.firstChildElement())), 1)
+        self.assertEqual(events[-1], StreamEnd())
+
+    def test_restart_after_roster(self):
+        """A stream restart after a roster reads the next roster as values too."""
+        parser = XMLStreamParser(values=True)
+        parser.feed(HEADER + roster_stanza(2))
+        parser.restart()
+        parser.feed(HEADER + roster_stanza(3))
+        rosters = [parse_roster(e) for e in stanza_elements(parser)]
+        self.assertEqual([len(r.contacts) for r in rosters], [2, 3])
+
+    def test_total_elements_counts_items(self):
+        """total_elements and each stanza's weight count the items as if they were built."""
+        data = HEADER + roster_stanza(50) + AFTER
+        built, read = parse_chunks([data], False), parse_chunks([data], True)
+        self.assertEqual(read.total_elements, built.total_elements)
+        self.assertEqual(read.total_elements, 2 + 50 * 3 + 3)
+        self.assertEqual([e.weight for e in read.events[1:]], [e.weight for e in built.events[1:]])
+
+    def test_weight_while_reading(self):
+        """A roster being read weighs what it would weigh as elements."""
+        data = HEADER + roster_stanza(20)
+        for cut in range(len(HEADER), len(data), 97):
+            weights = []
+            for values in (False, True):
+                parser = XMLStreamParser(values=values)
+                parser.large = True
+                parser.feed(data[:cut])
+                weights.append(parser.weight)
+            self.assertEqual(weights[0], weights[1], cut)
+
+
+def _descendants(element):
+    yield element
+    for child in element.elements():
+        yield from _descendants(child)
+
+
+class RosterValuesLimitTests(SynchronousTestCase):
+    """The limits hold inside a roster read as values, with the same errors as for elements."""
+
+    def assertSame(self, data, limits=None, chunk=None, large=True):
+        """Both ways of reading C{data} give the same outcome; return it."""
+        built = outcome(data, False, limits, chunk, large)
+        self.assertEqual(outcome(data, True, limits, chunk, large), built)
+        return built
+
+    def test_element_count(self):
+        """The element count cap counts items and groups: same error, at the same element."""
+        limits = Limits(max_stanza_bytes=1 << 20, max_elements=100)
+        # The iq, the query and 3 elements per item: 33 items fit, 34 do not.
+        fits = self.assertSame(HEADER + roster_stanza(32), limits)
+        self.assertEqual(len(fits[1][0].contacts), 32)
+        for n in (33, 34, 40, 1000):
+            self.assertEqual(
+                self.assertSame(HEADER + roster_stanza(n), limits, chunk=977),
+                ("TooLarge", "Server sent an element with more than 100 child elements"),
+                n,
+            )
+
+    def test_element_count_at_the_cap(self):
+        """Every count near the cap gives the same outcome either way."""
+        for cap in range(95, 106):
+            limits = Limits(max_stanza_bytes=1 << 20, max_elements=cap)
+            for items in (30, 31, 32, 33, 34, 35):
+                self.assertSame(HEADER + roster_stanza(items), limits)
+
+    def test_total_elements(self):
+        """The per-connection element cap counts roster items too."""
+        data = HEADER + roster_stanza(20) + AFTER + roster_stanza(20)
+        for total in (60, 61, 62, 63, 64, 65, 66, 67, 100, 125, 126, 127, 128):
+            limits = Limits(max_stanza_bytes=1 << 20, max_total_elements=total)
+            got = self.assertSame(data, limits, chunk=333)
+            if got[0] == "TooLarge":
+                self.assertEqual(
+                    got[1], f"Server sent more than {total} elements on one connection"
+                )
+        limits = Limits(max_stanza_bytes=1 << 20, max_total_elements=100)
+        self.assertEqual(self.assertSame(data, limits)[0], "TooLarge")
+
+    def test_depth(self):
+        """Nesting inside an item is capped at the same depth, with the same message."""
+        for depth in (1, 2, 3, 10, 58, 59, 60, 61, 62, 63, 64, 65, 70, 500):
+            inner = b"<x>" * depth + b"y" + b"</x>" * depth
+            data = (
+                HEADER + b"<iq type='result'><query xmlns='jabber:iq:roster'>"
+                b"<item jid='a@example.com'><group>g" + inner + b"</group></item>"
+                b"</query></iq>" + AFTER
+            )
+            got = self.assertSame(data, chunk=50)
+            if got[0] == "TooLarge":
+                self.assertEqual(got[1], "Server sent elements nested deeper than 64 levels")
+            else:
+                self.assertEqual(got[1][0].contacts[0].groups, ("g",))
+
+    def test_depth_small_caps(self):
+        """With small depth caps (the query itself at the cap, or an item), the same outcome."""
+        data = HEADER + roster_stanza(2) + AFTER
+        for max_depth in range(1, 7):
+            got = self.assertSame(data, Limits(max_depth=max_depth))
+            self.assertEqual(got[0] == "TooLarge", max_depth < 4, max_depth)
+
+    def test_bytes(self):
+        """The byte cap of a roster is unchanged: too large unless a large element is awaited."""
+        data = HEADER + roster_stanza(3000)
+        self.assertGreater(len(data), 256 * 1024)
+        error = self.assertSame(data, chunk=65536, large=False)
+        self.assertEqual(error[0], "TooLarge")
+        self.assertIn("limit of 262144 bytes", error[1])
+        ok = self.assertSame(data, chunk=65536, large=True)
+        self.assertEqual(len(ok[1][0].contacts), 3000)
+
+    def test_dead_after_error_in_roster(self):
+        """A limit passed inside a roster kills the parser like any other error."""
+        parser = XMLStreamParser(Limits(max_elements=10), values=True)
+        parser.feed(HEADER)
+        with self.assertRaises(TooLarge) as cm:
+            parser.feed(roster_stanza(5))
+        with self.assertRaises(TooLarge) as again:
+            parser.feed(AFTER)
+        self.assertIs(again.exception, cm.exception)
+        self.assertEqual(parser.weight, 0)
+
+    def test_linear_cost(self):
+        """Reading a roster as values costs calls linear in its items."""
+
+        def cost(n):
+            data = HEADER + roster_stanza(n)
+            chunks = [data[i : i + 1024] for i in range(0, len(data), 1024)]
+            return calls(parse_chunks, chunks, True)
+
+        ratio = growth(cost, 500)
+        self.assertLessEqual(ratio, 5.0, f"calls grew {ratio:.1f}-fold")

@@ -1,5 +1,6 @@
 """Tests for portofcall_xmpp.tap and the twistd plugin."""
 
+import gc
 import os
 import subprocess
 import sys
@@ -184,6 +185,22 @@ def twistd(*argv):
         env=env,
         timeout=60,
     )
+
+
+class GarbageCollectorTests(SynchronousTestCase):
+    def test_tune_gc(self):
+        """Once running: what exists is frozen out of the collector's sight, thresholds raised."""
+        thresholds = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *thresholds)
+        self.addCleanup(gc.unfreeze)
+        tap.tune_gc()
+        self.assertEqual(gc.get_threshold(), tap.GC_THRESHOLDS)
+        self.assertGreater(gc.get_freeze_count(), 0)
+        # A cycle made after the freeze is still collected.
+        cycle = []
+        cycle.append(cycle)
+        del cycle
+        self.assertGreater(gc.collect(), 0)
 
 
 class PluginTests(SynchronousTestCase):

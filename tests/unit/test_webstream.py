@@ -20,7 +20,9 @@ from portofcall_xmpp.errors import (
     TooLarge,
 )
 from portofcall_xmpp.flows import Environment, Trace
-from portofcall_xmpp.stream import Limits
+from portofcall_xmpp.parse import Roster, parse_roster
+from portofcall_xmpp.protocol import Transcript
+from portofcall_xmpp.stream import Contact, Limits, roster_items
 from portofcall_xmpp.websocket import NS_FRAMING, WebSocketChannel
 from portofcall_xmpp.webstream import WebSession, login
 
@@ -197,3 +199,36 @@ def test_close_sends_close():
     channel.close()
     assert ws.sent == [f"<close xmlns='{NS_FRAMING}'/>".encode()]
     assert ws.closed_with == 1000
+
+
+ROSTER_FRAME = (
+    b"<iq xmlns='jabber:client' type='result' id='roster1'>"
+    b"<query xmlns='jabber:iq:roster' ver='v1'><item jid='bob@example.com' name='B\xc3\xb6b'>"
+    b"<group>Friends</group></item><item jid='carol@example.com' subscription='to'/>"
+    b"</query></iq>"
+)
+
+
+@pytest.mark.parametrize("transcript", [None, Transcript(Clock(), 0.0)])
+def test_roster_frame(transcript):
+    """
+    A roster frame reads as the same roster with or without a transcript:
+    as values without one, as elements (which the transcript shows) with one.
+    """
+    _, channel, _ = opened(transcript=transcript)
+    d = channel.read_element(lambda e: e.name == "iq", "roster", 5, large=True)
+    channel.received(ROSTER_FRAME)
+    iq = d.result
+    assert parse_roster(iq) == Roster(
+        "v1",
+        (
+            Contact("bob@example.com", "B\xf6b", "none", None, ("Friends",)),
+            Contact("carol@example.com", None, "to", None, ()),
+        ),
+    )
+    query = iq.firstChildElement()
+    if transcript is None:
+        assert roster_items(query) is not None
+    else:
+        assert roster_items(query) is None
+        assert any("<group>Friends</group>" in xml for _, _, xml in transcript.entries)
