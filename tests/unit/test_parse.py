@@ -247,8 +247,16 @@ class RosterTests(SynchronousTestCase):
             Roster(
                 "v1",
                 (
-                    Contact("bob@example.com", "Bob", "none", "subscribe", ("AB",)),
-                    Contact("carol@example.com", None, "none", None, ()),
+                    Contact(
+                        jid="bob@example.com",
+                        name="Bob",
+                        subscription="none",
+                        ask="subscribe",
+                        groups=("AB",),
+                    ),
+                    Contact(
+                        jid="carol@example.com", name=None, subscription="none", ask=None, groups=()
+                    ),
                 ),
             ),
         )
@@ -256,8 +264,8 @@ class RosterTests(SynchronousTestCase):
     def test_from_values(self):
         """Contacts the parser read as values are the roster, in their order."""
         contacts = [
-            Contact("a@example.com", None, "both", None, ("G",)),
-            Contact("b@example.com", "B", "none", None, ()),
+            Contact(jid="a@example.com", name=None, subscription="both", ask=None, groups=("G",)),
+            Contact(jid="b@example.com", name="B", subscription="none", ask=None, groups=()),
         ]
         iq = self.reply([], ver="v7")
         iq.firstChildElement().roster_items = contacts

@@ -758,8 +758,20 @@ class RosterValuesTests(SynchronousTestCase):
             Roster(
                 "v2",
                 (
-                    Contact("bob@example.com", "B\xf6b & co", "both", None, ("Friends", "Work")),
-                    Contact("carol@example.com", None, "none", "subscribe", ()),
+                    Contact(
+                        jid="bob@example.com",
+                        name="B\xf6b & co",
+                        subscription="both",
+                        ask=None,
+                        groups=("Friends", "Work"),
+                    ),
+                    Contact(
+                        jid="carol@example.com",
+                        name=None,
+                        subscription="none",
+                        ask="subscribe",
+                        groups=(),
+                    ),
                 ),
             ),
         )

@@ -574,9 +574,21 @@ class RosterValuesTests(SynchronousTestCase):
         expected = Roster(
             "v9",
             (
-                Contact("a@example.com", "A & \u00e9\U0001f600", "both", "subscribe", ("G1", "")),
-                Contact("b@example.com", None, "none", None, ("<c><d>",)),
-                Contact("c@example.com", None, "none", None, ()),
+                Contact(
+                    jid="a@example.com",
+                    name="A & \u00e9\U0001f600",
+                    subscription="both",
+                    ask="subscribe",
+                    groups=("G1", ""),
+                ),
+                Contact(
+                    jid="b@example.com",
+                    name=None,
+                    subscription="none",
+                    ask=None,
+                    groups=("<c><d>",),
+                ),
+                Contact(jid="c@example.com", name=None, subscription="none", ask=None, groups=()),
             ),
         )
         for i in range(1, len(data)):
@@ -594,7 +606,13 @@ class RosterValuesTests(SynchronousTestCase):
         self.assertEqual([type(c) for c in contacts], [Contact] * 3)
         self.assertEqual(
             contacts[2],
-            Contact("contact2@example.com", "Contact & 2", "both", None, ("Friends", "Group 2")),
+            Contact(
+                jid="contact2@example.com",
+                name="Contact & 2",
+                subscription="both",
+                ask=None,
+                groups=("Friends", "Group 2"),
+            ),
         )
         self.assertEqual(parse_roster(stanza_elements(parser)[0]).contacts, tuple(contacts))
 

@@ -222,8 +222,14 @@ def test_roster_frame(transcript):
     assert parse_roster(iq) == Roster(
         "v1",
         (
-            Contact("bob@example.com", "B\xf6b", "none", None, ("Friends",)),
-            Contact("carol@example.com", None, "to", None, ()),
+            Contact(
+                jid="bob@example.com",
+                name="B\xf6b",
+                subscription="none",
+                ask=None,
+                groups=("Friends",),
+            ),
+            Contact(jid="carol@example.com", name=None, subscription="to", ask=None, groups=()),
         ),
     )
     query = iq.firstChildElement()
