@@ -422,8 +422,9 @@ class XMPPClientProtocol(ElementWaits, Protocol):
             self._charge.set(len(self._inbox) + self._parser.weight + self._queued)
 
     def _stop_work(self) -> None:
-        """Drop unparsed bytes and timers, and release the budget."""
+        """Drop unparsed bytes, the parser's state and timers, and release the budget."""
         self._inbox = bytearray()
+        self._parser.close()
         for call in (self._turn_call, self._flush_call):
             if call is not None and call.active():
                 call.cancel()

@@ -266,6 +266,22 @@ def _attributes(attrs_: dict) -> dict:
     return attributes
 
 
+# Every handler L{XMLStreamParser} sets on expat's parser.
+_HANDLERS = (
+    "StartElementHandler",
+    "EndElementHandler",
+    "CharacterDataHandler",
+    "StartNamespaceDeclHandler",
+    "EndNamespaceDeclHandler",
+    "StartDoctypeDeclHandler",
+    "EntityDeclHandler",
+    "ProcessingInstructionHandler",
+    "CommentHandler",
+    "UnparsedEntityDeclHandler",
+    "ExternalEntityRefHandler",
+)
+
+
 class XMLStreamParser:
     """
     Parse one XML stream incrementally.  Call L{feed} with each chunk of
@@ -342,6 +358,8 @@ class XMLStreamParser:
         """
         if self._error is not None:
             raise self._error
+        if self._parser is None:
+            return
         self.total_bytes += len(data)
         if self.total_bytes > self._limits.max_total_bytes:
             self._die(
@@ -360,7 +378,7 @@ class XMLStreamParser:
         """Parse the bytes L{feed} held back, if any."""
         if self._error is not None:
             raise self._error
-        if self._pending:
+        if self._pending and self._parser is not None:
             self._parse()
             self._check_pending()
 
@@ -371,7 +389,29 @@ class XMLStreamParser:
         """
         if self._error is not None:
             raise self._error
+        if self._parser is None:
+            return
         self._new_parser()
+
+    def close(self) -> None:
+        """
+        Parse nothing more: drop expat's parser now.  Its handlers are this
+        object's methods, a reference cycle that would keep expat's buffers
+        until the garbage collector's next full pass.  Later calls of
+        L{feed}, L{flush} and L{restart} do nothing.
+        """
+        parser, self._parser = self._parser, None
+        if parser is not None:
+            for name in _HANDLERS:
+                try:
+                    setattr(parser, name, None)
+                except Exception:
+                    # Replacing the text handler first hands it the text expat
+                    # still buffers (which it may refuse); that done, again.
+                    setattr(parser, name, None)
+        self._pending = bytearray()
+        self._stack = []
+        self._texts = []
 
     # -- internals
 
