@@ -825,3 +825,47 @@ class RosterValuesLimitTests(SynchronousTestCase):
 
         ratio = growth(cost, 500)
         self.assertLessEqual(ratio, 5.0, f"calls grew {ratio:.1f}-fold")
+
+
+class CloseTests(SynchronousTestCase):
+    """A parser that ends lets go of expat's parser at once."""
+
+    def test_close_drops_expat(self):
+        """After close, expat's parser and its handlers (a reference cycle) are gone."""
+        parser = XMLStreamParser()
+        parser.feed(HEADER + b"<stream:features><a xmlns='urn:a'/>")
+        expat = parser._parser
+        parser.close()
+        self.assertIsNone(parser._parser)
+        self.assertIsNone(expat.StartElementHandler)
+        self.assertIsNone(expat.CharacterDataHandler)
+        self.assertEqual(parser.deferred, 0)
+
+    def test_after_close_nothing_is_parsed(self):
+        """feed, flush and restart after close do nothing, and raise nothing."""
+        parser = XMLStreamParser()
+        parser.feed(HEADER)
+        events = list(parser.events)
+        parser.close()
+        parser.feed(FEATURES + b"<garbage")
+        parser.flush()
+        parser.restart()
+        self.assertEqual(parser.events, events)
+        self.assertIsNone(parser._parser)
+
+    def test_close_with_refused_text_buffered(self):
+        """
+        Text expat still buffers reaches the old handler when it is replaced;
+        text it refuses (outside any stanza) does not stop the close.
+        """
+        parser = XMLStreamParser()
+        # expat buffers the "!" and stops at the invalid byte after it.
+        self.assertRaises(ProtocolViolation, parser.feed, HEADER + b"!\x00")
+        parser.close()
+        self.assertIsNone(parser._parser)
+
+    def test_close_twice(self):
+        parser = XMLStreamParser()
+        parser.close()
+        parser.close()
+        self.assertIsNone(parser._parser)
