@@ -40,10 +40,21 @@ import sys
 
 from twisted.application import service
 from twisted.internet import defer, error, protocol
-from twisted.logger import Logger, eventFromJSON, globalLogPublisher, jsonFileLogObserver
+from twisted.logger import (
+    InvalidLogLevelError,
+    Logger,
+    LogLevel,
+    eventFromJSON,
+    formatEvent,
+    globalLogPublisher,
+    jsonFileLogObserver,
+)
 from twisted.python.failure import Failure
 
 import portofcall_xmpp
+
+from . import jsonio
+from .logs import _LEGACY_KEYS, _plain
 
 #: The listening socket's descriptor in a worker.
 LISTEN_FD = 3
@@ -282,10 +293,18 @@ class WorkerPool(service.Service):
         text = line.decode("utf-8", "replace")
         if not text.strip():
             return
+        event = None
         try:
-            event = eventFromJSON(text)
-        except (ValueError, TypeError, AttributeError):
-            event = None
+            record = jsonio.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and "log_text" in record and "log_format" not in record:
+            event = _plain_event(record)
+        else:
+            try:
+                event = eventFromJSON(text)
+            except (ValueError, TypeError, AttributeError):
+                event = None
         if not isinstance(event, dict):
             event = {"log_format": "{line}", "line": text}
         event = {key: value for key, value in event.items() if value != {"unpersistable": True}}
@@ -373,9 +392,13 @@ class WorkerPool(service.Service):
 def _pipe_observer(out):
     """
     A log observer writing each event to the text file C{out} as one line
-    of JSON (L{eventFromJSON} reads it back), a failure's exception as its
-    message (an exception object is not JSON).  Once C{out} fails (the parent
-    is gone), it writes no more.
+    of JSON.  An event without a failure goes as its text (C{log_text},
+    formatted here), level, namespace, time and the fields that are plain
+    JSON values (L{logs}' rule): the parent publishes it as it is, and the
+    probe's line costs one encoding.  An event with a failure goes whole
+    (L{eventFromJSON} reads it back), its exception as its message (an
+    exception object is not JSON).  Once C{out} fails (the parent is gone),
+    it writes no more.
     """
     write = jsonFileLogObserver(out, recordSeparator="")
     broken = []
@@ -384,16 +407,50 @@ def _pipe_observer(out):
         if broken:
             return
         failure = event.get("log_failure")
-        if failure is not None:
+        try:
+            if failure is None:
+                out.write(_plain_record(event) + "\n")
+                return
             failure = copy.copy(failure)
             failure.value = failure.getErrorMessage()
-            event = dict(event, log_failure=failure)
-        try:
-            write(event)
+            write(dict(event, log_failure=failure))
         except (OSError, ValueError):
             broken.append(True)
 
     return observe
+
+
+def _plain_record(event: dict) -> str:
+    """A failure-free log event as the one line of JSON L{WorkerPool.relay} reads."""
+    level = event.get("log_level")
+    record = {
+        "log_text": formatEvent(event),
+        "log_level": getattr(level, "name", None),
+        "log_namespace": event.get("log_namespace"),
+        "log_time": event.get("log_time"),
+    }
+    if event.get("log_system") is not None:
+        record["log_system"] = event["log_system"]
+    for key, value in event.items():
+        if key.startswith("log_") or key in _LEGACY_KEYS or not _plain(value):
+            continue
+        record[key] = value
+    return jsonio.dumps(record).decode("utf-8")
+
+
+def _plain_event(record: dict) -> dict:
+    """The log event of a L{_plain_record} line."""
+    event = dict(record)
+    event["log_format"] = "{log_text}"
+    try:
+        event["log_level"] = LogLevel.levelWithName(record.get("log_level") or "info")
+    except InvalidLogLevelError:
+        event["log_level"] = LogLevel.info
+    if event.get("log_system") is None:
+        event.pop("log_system", None)
+    if event.get("log_time") is None:
+        event.pop("log_time", None)
+    return event
 
 
 def _read_line(fd: int) -> bytes:

@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError, ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import Logger, LogPublisher, eventFromJSON, formatEvent
+from twisted.logger import Logger, LogLevel, LogPublisher, eventFromJSON, formatEvent
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -365,6 +365,29 @@ class PoolTests(SynchronousTestCase):
         self.assertEqual(first["target"], "127.0.0.1:5222")
         self.assertNotIn("peer", first, "an object that is not JSON is left out")
         self.assertEqual(formatEvent(second), "second")
+
+    def test_relay_plain_record(self):
+        """
+        An event without a failure crosses as its text, level, namespace,
+        time and plain fields: formatted once, in the worker.
+        """
+        self.start()
+        process = self.reactor.processes[0]
+        out = io.StringIO()
+        log = Logger(
+            observer=LogPublisher(workers._pipe_observer(out)), namespace="portofcall_xmpp.x"
+        )
+        log.warn("{a} and {b!r}", a="\xe9", b=[1, "two"], phases=["p1"], when=3.5)
+        line = out.getvalue()
+        self.assertEqual(line.count("\n"), 1)
+        self.assertNotIn('"log_format"', line)
+        process.proto.childDataReceived(LOG_FD, line.encode())
+        (event,) = self.events
+        self.assertEqual(formatEvent(event), "\xe9 and [1, 'two']")
+        self.assertIs(event["log_level"], LogLevel.warn)
+        self.assertEqual(event["log_namespace"], "portofcall_xmpp.x")
+        self.assertEqual((event["phases"], event["when"]), (["p1"], 3.5))
+        self.assertEqual(event["log_system"], f"worker 1 pid {process.pid} portofcall_xmpp.x#warn")
 
     def test_relay_odd_lines(self):
         """A line that is not a log event is relayed as text; an unfinished one at the end too."""
